@@ -1,0 +1,4 @@
+"""fashion_cnn
+"""
+
+__version__ = "0.1"

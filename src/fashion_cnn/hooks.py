@@ -1,0 +1,64 @@
+"""Project hooks: a quiet TensorFlow, and every variant's spec checked before anything trains."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from fashion_cnn.architecture import SpecError
+
+logger = logging.getLogger(__name__)
+
+
+class QuietTensorFlowHook:
+    """Silence TensorFlow's C++ INFO lines (CUDA probing on machines without a GPU).
+
+    Runs before the catalog or any node imports TensorFlow; a user's own
+    ``TF_CPP_MIN_LOG_LEVEL`` wins.
+    """
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+class ValidateVariantsHook:
+    """Build every variant of the run once before the first node, so a bad spec fails in
+    seconds, with all problems in one message, instead of after other variants trained."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from fashion_cnn.variants import find_variants
+
+        parameters = catalog.load("parameters")
+        variants = find_variants(parameters)
+        in_run = sorted({n.namespace.split(".")[0] for n in pipeline.nodes if n.namespace} & set(variants))
+        if not in_run:
+            return
+        problems = []
+        for name in in_run:
+            try:
+                check_variant(name, variants[name], parameters)
+            except SpecError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise SpecError("Invalid model variant parameters:\n  - " + "\n  - ".join(problems))
+        logger.info("Checked the specs of %d variant(s): %s", len(in_run), ", ".join(in_run))
+
+
+def check_variant(name: str, spec: dict[str, Any], parameters: dict[str, Any]) -> None:
+    """Raise :class:`SpecError` unless the variant builds, compiles and gets its callbacks."""
+    from fashion_cnn.architecture import build_model
+    from fashion_cnn.training import compile_model, make_callbacks, merge_training_settings
+
+    settings = merge_training_settings(name, parameters["training_defaults"], spec["training"])
+    data = parameters["data"]
+    model = build_model(name, spec["architecture"], data["input_shape"], len(data["class_names"]))
+    compile_model(name, model, settings)
+    try:
+        make_callbacks(settings)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"Variant '{name}': bad callback settings in `{name}.training`: {exc}") from exc

@@ -1,0 +1,34 @@
+"""Project pipelines.
+
+Folder pipelines are found with ``find_pipelines``; the ``variants`` pipeline holds one
+namespace per model variant in the parameters, and each variant gets a pipeline of its
+own name with the data processing in front of it.
+"""
+
+from __future__ import annotations
+
+from kedro.framework.project import find_pipelines, pipelines
+from kedro.pipeline import Pipeline
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Register the project's pipelines.
+
+    Returns:
+        A mapping from pipeline names to ``Pipeline`` objects.
+    """
+    # Kedro 1.7 imports only `pipelines/<name>` for `kedro run --pipeline <name>`; variant
+    # pipelines are composed from several folders, so always discover all of them (cheap:
+    # no TensorFlow import at module level).
+    pipelines.set_requested(None)
+    found = find_pipelines(raise_errors=True)
+    data = found["data_processing"]
+    variants = found.pop("variants")
+    namespaces = sorted({n.namespace.split(".")[0] for n in variants.nodes if n.namespace})
+
+    registry = dict(found)
+    for name in namespaces:
+        registry[name] = data + variants.only_nodes_with_namespaces([name])
+    registry["exercises"] = data + variants.only_nodes_with_tags("exercise")
+    registry["__default__"] = sum(registry.values(), Pipeline([]))
+    return registry

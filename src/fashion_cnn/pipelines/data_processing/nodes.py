@@ -1,0 +1,61 @@
+"""Nodes that turn the raw IDX arrays into model inputs (the notebook's first cell)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def validate_dataset(
+    raw: dict[str, np.ndarray], class_names: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Check labels and classes beyond the file format; return the data and a summary of it."""
+    summary: dict[str, Any] = {"classes": list(class_names)}
+    for split in ("train", "test"):
+        images, labels = raw[f"{split}_images"], raw[f"{split}_labels"]
+        if images.dtype != np.uint8 or labels.dtype != np.uint8:
+            raise ValueError(f"{split} images and labels must be uint8, got {images.dtype} and {labels.dtype}.")
+        out_of_range = np.flatnonzero(labels >= len(class_names))
+        if out_of_range.size:
+            raise ValueError(
+                f"{split} labels: {out_of_range.size} label(s) outside 0..{len(class_names) - 1}, the "
+                f"first at index {out_of_range[0]} (value {labels[out_of_range[0]]}). "
+                f"`data.class_names` lists {len(class_names)} classes."
+            )
+        counts = np.bincount(labels, minlength=len(class_names))
+        summary[split] = {
+            "images": int(len(images)),
+            "shape": list(images.shape[1:]),
+            "pixel_mean": round(float(images.mean(dtype=np.float64)) / 255, 4),
+            "images_per_class": dict(zip(class_names, counts.tolist(), strict=True)),
+        }
+    return raw, summary
+
+
+def _check_limit(name: str, limit: Any) -> None:
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"Parameter `data.{name}` must be a positive whole number or null (all), got {limit!r}.")
+
+
+def select_subset(
+    raw: dict[str, np.ndarray], train_limit: int | None, test_limit: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Keep the first ``train_limit``/``test_limit`` examples (null keeps all) for quick runs."""
+    _check_limit("train_limit", train_limit)
+    _check_limit("test_limit", test_limit)
+    return (
+        raw["train_images"][:train_limit],
+        raw["train_labels"][:train_limit],
+        raw["test_images"][:test_limit],
+        raw["test_labels"][:test_limit],
+    )
+
+
+def normalise_images(images: np.ndarray) -> np.ndarray:
+    """Scale uint8 pixels to float32 in [0, 1] and add a channel axis: (n, 28, 28, 1).
+
+    The notebook divides by 255.0 and gets float64; dividing in float32 gives the same
+    float32 values Keras would train on, without a float64 copy of the data set.
+    """
+    return np.divide(images[..., np.newaxis], 255, dtype=np.float32)

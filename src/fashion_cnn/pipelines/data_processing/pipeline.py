@@ -1,0 +1,27 @@
+"""Raw Fashion-MNIST -> checked, optionally subset, normalised model inputs."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from .nodes import normalise_images, select_subset, validate_dataset
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                validate_dataset,
+                inputs=["fashion_mnist", "params:data.class_names"],
+                outputs=["fashion_mnist_validated", "data_summary"],
+                name="validate_dataset",
+            ),
+            node(
+                select_subset,
+                inputs=["fashion_mnist_validated", "params:data.train_limit", "params:data.test_limit"],
+                outputs=["train_images_uint8", "train_labels", "test_images_uint8", "test_labels"],
+                name="select_subset",
+            ),
+            node(normalise_images, "train_images_uint8", "train_images", name="normalise_train_images"),
+            node(normalise_images, "test_images_uint8", "test_images", name="normalise_test_images"),
+        ],
+        tags="data",
+    )

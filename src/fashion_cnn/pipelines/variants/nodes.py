@@ -1,0 +1,132 @@
+"""Build, train and evaluate one model variant (the notebook's model cells)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fashion_cnn.architecture import build_model as build_keras_model
+from fashion_cnn.architecture import model_summary
+from fashion_cnn.training import compile_model, make_callbacks, merge_training_settings
+
+
+def resolve_training_settings(
+    variant: str, defaults: dict[str, Any], overrides: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The variant's training settings: ``training_defaults`` updated with its own ``training``."""
+    return merge_training_settings(variant, defaults, overrides)
+
+
+def build_model(
+    variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]
+) -> tuple[Any, str]:
+    """A compiled Keras model from the architecture spec, and its ``model.summary()`` text."""
+    import keras
+
+    keras.utils.set_random_seed(settings["seed"])
+    model = build_keras_model(variant, architecture, data["input_shape"], len(data["class_names"]))
+    compile_model(variant, model, settings)
+    return model, model_summary(model)
+
+
+def _split_validation(
+    images: np.ndarray, labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Hold out a seeded random ``fraction`` of the training set for validation."""
+    if not fraction:
+        return images, labels, None
+    order = np.random.default_rng(seed).permutation(len(images))
+    held_out = max(1, round(len(images) * fraction))
+    val, train = order[:held_out], order[held_out:]
+    return images[train], labels[train], (images[val], labels[val])
+
+
+def train_model(
+    model: Any, images: np.ndarray, labels: np.ndarray, settings: dict[str, Any]
+) -> tuple[Any, pd.DataFrame]:
+    """Fit the model (Keras ``fit``, progress bar by default); return it and its per-epoch history."""
+    import keras
+
+    from fashion_cnn.callbacks import EpochTimer
+
+    if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
+        raise ValueError(
+            f"Model '{model.name}' expects images of shape {model.input_shape[1:]}, "
+            f"got {images.shape[1:]}; check `data.input_shape`."
+        )
+    keras.utils.set_random_seed(settings["seed"])
+    train_images, train_labels, validation = _split_validation(
+        images, labels, settings["validation_split"], settings["seed"]
+    )
+    timer = EpochTimer()
+    fit = model.fit(
+        train_images,
+        train_labels,
+        batch_size=settings["batch_size"],
+        epochs=settings["epochs"],
+        verbose=settings["verbose"],
+        validation_data=validation,
+        callbacks=[timer, *make_callbacks(settings)],
+        shuffle=True,
+    )
+    history = pd.DataFrame(fit.history)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    history["seconds"] = timer.seconds
+    return model, history
+
+
+def evaluate_model(
+    model: Any,
+    history: pd.DataFrame,
+    images: np.ndarray,
+    labels: np.ndarray,
+    settings: dict[str, Any],
+    class_names: list[str],
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Test-set metrics from one forward pass, and the per-image predictions.
+
+    Loss and accuracy are computed as Keras's ``evaluate`` does (sparse categorical
+    cross-entropy on clipped probabilities), so the test set is passed through once.
+    """
+    import keras
+
+    probabilities = model.predict(images, batch_size=1000, verbose=0).astype(np.float64)
+    predicted = probabilities.argmax(axis=1)
+    correct = predicted == labels
+    eps = keras.config.epsilon()
+    true_class = np.clip(probabilities[np.arange(len(labels)), labels], eps, 1 - eps)
+    per_class = {
+        name: round(float(correct[labels == index].mean()), 4) if (labels == index).any() else None
+        for index, name in enumerate(class_names)
+    }
+    last = history.iloc[-1]
+    training_seconds = float(history["seconds"].sum())
+    metrics = {
+        "variant": model.name,
+        "test_loss": round(float(-np.log(true_class).mean()), 4),
+        "test_accuracy": round(float(correct.mean()), 4),
+        "train_loss": round(float(last["loss"]), 4),
+        "train_accuracy": round(float(last["accuracy"]), 4) if "accuracy" in history else None,
+        "per_class_accuracy": per_class,
+        "epochs_run": int(len(history)),
+        "epochs_planned": int(settings["epochs"]),
+        "stopped_early": bool(len(history) < settings["epochs"]),
+        "training_seconds": round(training_seconds, 2),
+        "seconds_per_epoch": round(training_seconds / len(history), 2),
+        "parameter_count": int(model.count_params()),
+        "test_images": int(len(labels)),
+    }
+    names = np.asarray(class_names, dtype=object)
+    predictions = pd.DataFrame(
+        {
+            "label": labels,
+            "label_name": names[labels],
+            "predicted": predicted,
+            "predicted_name": names[predicted],
+            "confidence": probabilities.max(axis=1).round(4),
+            "correct": correct,
+        }
+    )
+    return metrics, predictions

@@ -1,0 +1,110 @@
+"""Training settings: merging a variant's overrides into the defaults, validating and compiling.
+
+Settings are plain dicts from parameters; everything a user can get wrong is reported as
+:class:`SpecError` with the variant and the parameter's full name (``cnn.training.epochs``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fashion_cnn.architecture import SpecError
+
+THRESHOLD_MODES = ("below", "above")
+
+
+def merge_training_settings(
+    variant: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Return ``defaults`` updated with ``overrides``, after checking every value."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise SpecError(
+            f"Variant '{variant}': unknown training setting(s) {unknown} in `{variant}.training`. "
+            f"Valid settings (see `training_defaults`): {sorted(defaults)}."
+        )
+    settings = {**defaults, **overrides}
+    validate_training_settings(variant, settings)
+    return settings
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def validate_training_settings(variant: str, settings: Mapping[str, Any]) -> None:
+    """Raise :class:`SpecError` for values Keras would reject, or reject late."""
+
+    def fail(key: str, problem: str) -> None:
+        raise SpecError(f"Variant '{variant}': `{variant}.training.{key}` {problem}, got {settings.get(key)!r}.")
+
+    for key in ("epochs", "batch_size", "steps_per_execution"):
+        if not _positive_int(settings.get(key)):
+            fail(key, "must be a positive whole number")
+    if not isinstance(settings.get("seed"), int) or isinstance(settings.get("seed"), bool):
+        fail("seed", "must be a whole number")
+    split = settings.get("validation_split")
+    if not isinstance(split, int | float) or isinstance(split, bool) or not 0 <= split < 1:
+        fail("validation_split", "must be a fraction in [0, 1)")
+    rate = settings.get("learning_rate")
+    if rate is not None and (not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0):
+        fail("learning_rate", "must be a positive number, or null for the optimizer's default")
+    if settings.get("verbose") not in (0, 1, 2, "auto"):
+        fail("verbose", "must be 0 (silent), 1 (progress bar), 2 (one line per epoch) or auto")
+    stop = settings.get("stop_at_threshold")
+    if stop is not None:
+        if not isinstance(stop, Mapping) or set(stop) != {"monitor", "threshold", "mode"}:
+            fail("stop_at_threshold", "must be null or {monitor: loss, threshold: 0.4, mode: below}")
+        if stop["mode"] not in THRESHOLD_MODES or not isinstance(stop["threshold"], int | float):
+            fail("stop_at_threshold", f"needs a numeric threshold and a mode in {THRESHOLD_MODES}")
+    early = settings.get("early_stopping")
+    if early is not None and not isinstance(early, Mapping):
+        fail("early_stopping", "must be null or keyword arguments of keras.callbacks.EarlyStopping")
+    monitors = [(early or {}).get("monitor", "val_loss")] if early else []
+    monitors += [stop["monitor"]] if stop else []
+    for monitor in monitors:
+        if str(monitor).startswith("val_") and not split:
+            fail("validation_split", f"must be above 0 to monitor '{monitor}'")
+
+
+def compile_model(variant: str, model, settings: Mapping[str, Any]):
+    """Compile ``model`` in place with the optimizer, loss and metrics of ``settings``."""
+    import keras
+
+    optimizer_config: dict[str, Any] = {}
+    if settings.get("learning_rate") is not None:
+        optimizer_config["learning_rate"] = settings["learning_rate"]
+    try:
+        optimizer = keras.optimizers.get({"class_name": settings["optimizer"], "config": optimizer_config})
+    except (TypeError, ValueError) as exc:
+        raise SpecError(
+            f"Variant '{variant}': `{variant}.training.optimizer` {settings['optimizer']!r} is not a Keras "
+            f"optimizer (for example adam, sgd, rmsprop): {exc}"
+        ) from exc
+    try:
+        loss = keras.losses.get(settings["loss"])
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"Variant '{variant}': `{variant}.training.loss` is not a Keras loss: {exc}") from exc
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=list(settings["metrics"]),
+        steps_per_execution=settings["steps_per_execution"],
+    )
+    return model
+
+
+def make_callbacks(settings: Mapping[str, Any]) -> list:
+    """Keras callbacks asked for in ``settings``: threshold stop and early stopping."""
+    import keras
+
+    from fashion_cnn.callbacks import StopAtThreshold
+
+    callbacks = []
+    if settings.get("stop_at_threshold"):
+        callbacks.append(StopAtThreshold(**settings["stop_at_threshold"]))
+    if settings.get("early_stopping"):
+        callbacks.append(keras.callbacks.EarlyStopping(**settings["early_stopping"]))
+    return callbacks

@@ -1,0 +1,73 @@
+"""Finding the model variants in the parameters.
+
+A variant is any top-level parameter block with an ``architecture`` key. The pipeline
+registry reads them here, so a variant added in YAML gets its pipelines without Python.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fashion_cnn.architecture import SpecError
+
+VARIANT_KEYS = {"architecture", "description", "tags", "training"}
+CONVOLUTION_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv2D", "DepthwiseConv2D")
+
+
+def find_variants(parameters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return ``{name: spec}`` for every variant block in ``parameters``, in file order."""
+    variants = {}
+    for name, block in parameters.items():
+        if isinstance(block, Mapping) and "architecture" in block:
+            unknown = sorted(set(block) - VARIANT_KEYS)
+            if unknown:
+                raise SpecError(
+                    f"Variant '{name}': unknown key(s) {unknown}; a variant block may hold "
+                    f"{sorted(VARIANT_KEYS)}."
+                )
+            if "training" not in block:
+                raise SpecError(
+                    f"Variant '{name}': no `training:` block; write `training: {{}}` to use "
+                    "`training_defaults` as they are."
+                )
+            if "." in name:
+                raise SpecError(f"Variant '{name}': a variant name may not contain '.', it is a namespace.")
+            variants[name] = dict(block)
+    return variants
+
+
+def is_convolutional(spec: Mapping[str, Any]) -> bool:
+    """Whether the variant's architecture has a convolution layer (and so activation maps)."""
+    return any(
+        (entry if isinstance(entry, str) else next(iter(entry), None)) in CONVOLUTION_LAYERS
+        for entry in spec.get("architecture") or []
+        if isinstance(entry, str | Mapping)
+    )
+
+
+def project_path() -> Path:
+    """The Kedro project in use: the working directory's, else this package's checkout."""
+    from kedro.utils import find_kedro_project
+
+    return find_kedro_project(Path.cwd()) or Path(__file__).resolve().parents[2]
+
+
+def load_parameters(env: str | None = None) -> dict[str, Any]:
+    """The project's parameters through its configured config loader (base + ``env``)."""
+    from kedro.framework.project import settings
+
+    conf_source = project_path() / settings.CONF_SOURCE
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(conf_source),
+        env=env or os.environ.get("KEDRO_ENV"),
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    return dict(loader["parameters"])
+
+
+def load_variants(env: str | None = None) -> dict[str, dict[str, Any]]:
+    """The variants configured in the project's parameters."""
+    return find_variants(load_parameters(env))
