@@ -51,7 +51,7 @@ def layer_types() -> list[str]:
 
 def default_layer_name(layer_type: str, index: int) -> str:
     """Stable, readable names (``conv2d_1``) that do not depend on Keras's global counters."""
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", layer_type).lower()
+    snake = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", layer_type).lower()
     return f"{snake}_{index}"
 
 
@@ -90,16 +90,23 @@ def build_model(
             layer = getattr(keras.layers, layer_type)(**kwargs)
         except (TypeError, ValueError) as exc:
             raise SpecError(f"{where}: bad arguments {kwargs}: {exc}") from exc
+        shrink_hint = (
+            "Remove a pooling/convolution layer, use a smaller kernel or pool size, or add `padding: same`."
+        )
         try:
-            x = layer(x)
+            y = layer(x)
         except (TypeError, ValueError) as exc:
+            if "zero or negative" in str(exc):
+                raise SpecError(
+                    f"{where}: the feature map shrinks below 1x1 (input shape {tuple(x.shape)} is too "
+                    f"small for this layer). {shrink_hint}"
+                ) from exc
             raise SpecError(f"{where}: cannot be applied to input of shape {tuple(x.shape)}: {exc}") from exc
-        if any(dim is not None and dim < 1 for dim in x.shape[1:]):
+        if any(dim is not None and dim < 1 for dim in y.shape[1:]):
             raise SpecError(
-                f"{where}: the feature map shrinks below 1x1 (output shape {tuple(x.shape)}). "
-                "Remove a pooling/convolution layer, use a smaller kernel or pool size, "
-                "or add `padding: same`."
+                f"{where}: the feature map shrinks below 1x1 (output shape {tuple(y.shape)}). {shrink_hint}"
             )
+        x = y
     if tuple(x.shape) != (None, num_classes):
         raise SpecError(
             f"Variant '{variant}': the last layer outputs shape {tuple(x.shape)}, but a classifier "

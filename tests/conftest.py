@@ -1,0 +1,109 @@
+"""Shared fixtures: small generated IDX files, the real data set, and throwaway project copies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fashion_cnn.datasets.idx import write_idx
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA = Path("/usr/share/datasets/fashion-mnist")
+IDX_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def make_arrays(n_train: int = 30, n_test: int = 10, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": (np.arange(n_train) % 10).astype(np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+
+
+def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, array in arrays.items():
+        write_idx(folder / (IDX_NAMES[key] + (".gz" if gz else "")), array)
+    return folder
+
+
+@pytest.fixture
+def idx_arrays() -> dict[str, np.ndarray]:
+    return make_arrays()
+
+
+@pytest.fixture
+def idx_folder(tmp_path: Path, idx_arrays: dict[str, np.ndarray]) -> Path:
+    return write_idx_folder(tmp_path / "idx", idx_arrays)
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    if not all((REAL_DATA / f"{name}.gz").is_file() for name in IDX_NAMES.values()):
+        pytest.fail(
+            f"The real Fashion-MNIST files are not in {REAL_DATA}: "
+            "run `apt-get install -y dataset-fashion-mnist` (as .ci/run does)."
+        )
+    return REAL_DATA
+
+
+def copy_project(target: Path) -> Path:
+    """A copy of the project's configuration with an empty data/ tree, to run sessions in."""
+    for item in ("conf", "pyproject.toml", ".telemetry"):
+        source = PROJECT_ROOT / item
+        if source.is_dir():
+            shutil.copytree(source, target / item, ignore=shutil.ignore_patterns("credentials*"))
+        elif source.exists():
+            shutil.copy2(source, target / item)
+    (target / "src").mkdir()  # bootstrap_project wants a source folder; the package is installed
+    for layer in ("01_raw", "05_model_input", "06_models", "07_model_output", "08_reporting"):
+        (target / "data" / layer).mkdir(parents=True, exist_ok=True)
+    return target
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_data_dir: Path) -> Path:
+    """A throwaway project copy, as the working directory, reading the real data set."""
+    path = copy_project(tmp_path / "project")
+    monkeypatch.chdir(path)
+    return path
+
+
+def nest(params: dict) -> dict:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as `kedro run --params a.b=1` passes them."""
+    nested: dict = {}
+    for dotted, value in params.items():
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return nested
+
+
+def run_session(project_path: Path, pipelines: list[str], params: dict | None = None, env: str | None = None,
+                **run_kwargs):
+    """Run pipelines in a real KedroSession of ``project_path``; return the session's catalog."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project_path)
+    with KedroSession.create(project_path=project_path, runtime_params=nest(params or {}), env=env) as session:
+        session.run(pipeline_names=pipelines, **run_kwargs)
+        return session.load_context().catalog
+
+
+QUICK = {"data.train_limit": 600, "data.test_limit": 200}

@@ -1,0 +1,118 @@
+"""Architecture and training specs: valid variants build, every mistake gets a clear message."""
+
+from __future__ import annotations
+
+import pytest
+
+from fashion_cnn.architecture import SpecError, build_model, model_summary
+from fashion_cnn.training import compile_model, merge_training_settings
+from fashion_cnn.variants import find_variants, is_convolutional, load_parameters
+
+PARAMETERS = None
+
+
+def parameters() -> dict:
+    global PARAMETERS
+    if PARAMETERS is None:
+        PARAMETERS = load_parameters()
+    return PARAMETERS
+
+
+def build(architecture, variant="test"):
+    return build_model(variant, architecture, (28, 28, 1), 10)
+
+
+CNN = [
+    {"Conv2D": {"filters": 32, "kernel_size": 3, "activation": "relu"}},
+    {"MaxPooling2D": {"pool_size": 2}},
+    {"Conv2D": {"filters": 32, "kernel_size": 3, "activation": "relu"}},
+    {"MaxPooling2D": {"pool_size": 2}},
+    "Flatten",
+    {"Dense": {"units": 128, "activation": "relu"}},
+    {"Dense": {"units": 10, "activation": "softmax"}},
+]
+
+
+def test_configured_baselines_are_the_notebooks_models():
+    variants = find_variants(parameters())
+    dense = build(variants["dense"]["architecture"], "dense")
+    cnn = build(variants["cnn"]["architecture"], "cnn")
+    # Flatten -> Dense 128 -> Dense 10, and the notebook's CNN (model.summary() totals).
+    assert dense.count_params() == 784 * 128 + 128 + 128 * 10 + 10 == 101_770
+    assert cnn.count_params() == 320 + 9_248 + 800 * 128 + 128 + 1_290 == 113_386
+    assert [layer.name for layer in cnn.layers[1:]] == [
+        "conv2d_1", "max_pooling2d_2", "conv2d_3", "max_pooling2d_4", "flatten_5", "dense_6", "dense_7",
+    ]
+    assert is_convolutional(variants["cnn"]) and not is_convolutional(variants["dense"])
+    assert "Total params: 113,386" in model_summary(cnn)
+
+
+def test_unknown_layer_type_lists_the_valid_ones():
+    with pytest.raises(SpecError) as error:
+        build([*CNN[:2], {"Conv2d": {"filters": 8, "kernel_size": 3}}, *CNN[4:]], "cnn_typo")
+    message = str(error.value)
+    assert message.startswith("Variant 'cnn_typo', layer 3: unknown layer type 'Conv2d'. Did you mean Conv2D")
+    assert "Valid types are the classes of keras.layers:" in message
+    assert "MaxPooling2D" in message and "Dense" in message
+
+
+def test_bad_layer_arguments_name_the_layer():
+    with pytest.raises(SpecError, match=r"Variant 'x', layer 1 \(Conv2D\): bad arguments .*filterz"):
+        build([{"Conv2D": {"filterz": 32, "kernel_size": 3}}, *CNN[1:]], "x")
+
+
+def test_layer_entry_must_be_a_one_key_mapping():
+    with pytest.raises(SpecError, match=r"Variant 'x', layer 2: expected a one-key mapping"):
+        build([CNN[0], {"MaxPooling2D": {}, "Flatten": {}}], "x")
+
+
+def test_feature_map_shrinking_below_one_pixel():
+    # 28 -> 26 -> 13 -> 11 -> 5 -> 3 -> 1: a fourth convolution has nothing left to convolve.
+    too_deep = [*CNN[:4], CNN[2], CNN[3], CNN[2], *CNN[4:]]
+    with pytest.raises(SpecError, match=r"Variant 'deep', layer 7 \(Conv2D\): the feature map shrinks below 1x1 "
+                                        r"\(input shape \(None, 1, 1, 32\) is too small.*padding: same"):
+        build(too_deep, "deep")
+
+
+def test_output_must_be_ten_classes():
+    with pytest.raises(SpecError, match=r"Variant 'x': the last layer outputs shape \(None, 5\)"):
+        build(["Flatten", {"Dense": {"units": 5, "activation": "softmax"}}], "x")
+
+
+def test_empty_architecture():
+    with pytest.raises(SpecError, match=r"Variant 'x': `architecture` must be a non-empty list"):
+        build([], "x")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"epochs": 0}, r"`cnn\.training\.epochs` must be a positive whole number, got 0"),
+        ({"epochs": 2.5}, r"`cnn\.training\.epochs` must be a positive whole number, got 2\.5"),
+        ({"batch_size": -32}, r"`cnn\.training\.batch_size` must be a positive whole number, got -32"),
+        ({"validation_split": 1.0}, r"`cnn\.training\.validation_split` must be a fraction in \[0, 1\)"),
+        ({"learning_rate": 0}, r"`cnn\.training\.learning_rate` must be a positive number"),
+        ({"epoch": 3}, r"unknown training setting\(s\) \['epoch'\] in `cnn\.training`"),
+        ({"stop_at_threshold": {"monitor": "loss", "threshold": 0.4, "mode": "under"}},
+         r"`cnn\.training\.stop_at_threshold` needs a numeric threshold and a mode in \('below', 'above'\)"),
+        ({"early_stopping": {"monitor": "val_loss"}},
+         r"`cnn\.training\.validation_split` must be above 0 to monitor 'val_loss'"),
+    ],
+)
+def test_bad_training_settings(override, message):
+    with pytest.raises(SpecError, match=r"Variant 'cnn': " + message):
+        merge_training_settings("cnn", parameters()["training_defaults"], override)
+
+
+def test_unknown_optimizer_is_named():
+    settings = merge_training_settings("cnn", parameters()["training_defaults"], {"optimizer": "adamm"})
+    with pytest.raises(SpecError, match=r"Variant 'cnn': `cnn\.training\.optimizer` 'adamm' is not a Keras optimizer"):
+        compile_model("cnn", build(CNN), settings)
+
+
+def test_variant_blocks_are_checked():
+    with pytest.raises(SpecError, match=r"Variant 'v': no `training:` block; write `training: \{\}`"):
+        find_variants({"v": {"architecture": CNN}})
+    with pytest.raises(SpecError, match=r"Variant 'v': unknown key\(s\) \['layers'\]"):
+        find_variants({"v": {"architecture": CNN, "training": {}, "layers": []}})
+    assert list(find_variants({"data": {}, "v": {"architecture": CNN, "training": {}}})) == ["v"]
