@@ -9,6 +9,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from fashion_cnn.architecture import SpecError
+from fashion_cnn.variants import is_convolutional
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class ValidateVariantsHook:
 def check_variant(name: str, spec: dict[str, Any], parameters: dict[str, Any]) -> None:
     """Raise :class:`SpecError` unless the variant builds, compiles and gets its callbacks."""
     from fashion_cnn.architecture import build_model
+    from fashion_cnn.pipelines.variants.figures import check_activation_settings
     from fashion_cnn.training import compile_model, make_callbacks, merge_training_settings
 
     settings = merge_training_settings(name, parameters["training_defaults"], spec["training"])
@@ -62,3 +64,8 @@ def check_variant(name: str, spec: dict[str, Any], parameters: dict[str, Any]) -
         make_callbacks(settings)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"Variant '{name}': bad callback settings in `{name}.training`: {exc}") from exc
+    if is_convolutional(spec):
+        try:
+            check_activation_settings(model, parameters["activation_grid"], data.get("test_limit"))
+        except ValueError as exc:
+            raise SpecError(f"Variant '{name}': {exc}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 def validate_dataset(
@@ -59,3 +60,30 @@ def normalise_images(images: np.ndarray) -> np.ndarray:
     float32 values Keras would train on, without a float64 copy of the data set.
     """
     return np.divide(images[..., np.newaxis], 255, dtype=np.float32)
+
+
+def tabulate_first_test_labels(
+    data: dict[str, np.ndarray], class_names: list[str], count: int, highlighted: list[int]
+) -> tuple[pd.DataFrame, str]:
+    """The notebook's ``print(test_labels[:100])``: a table with class names, and the printout
+    with the activation grid's images called out (the notebook's 0, 23 and 28 are all 9)."""
+    labels = data["test_labels"][:count]
+    table = pd.DataFrame(
+        {
+            "index": np.arange(len(labels)),
+            "label": labels,
+            "class": np.asarray(class_names, dtype=object)[labels],
+            "in_activation_grid": np.isin(np.arange(len(labels)), highlighted),
+        }
+    )
+    shown = [i for i in highlighted if i < len(data["test_labels"])]
+    lines = [
+        f"First {len(labels)} test labels (print(test_labels[:{count}])):",
+        np.array2string(labels, max_line_width=80),
+        "",
+        "Images in the activation grid (`activation_grid.image_indices`):",
+        *(f"  test image {i}: label {data['test_labels'][i]} ({class_names[data['test_labels'][i]]})" for i in shown),
+    ]
+    if shown and len({int(data["test_labels"][i]) for i in shown}) == 1:
+        lines.append(f"All {len(shown)} are class {data['test_labels'][shown[0]]}, so their activations can be compared.")
+    return table, "\n".join(lines) + "\n"

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import normalise_images, select_subset, validate_dataset
+from .nodes import normalise_images, select_subset, tabulate_first_test_labels, validate_dataset
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -22,6 +22,17 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(normalise_images, "train_images_uint8", "train_images", name="normalise_train_images"),
             node(normalise_images, "test_images_uint8", "test_images", name="normalise_test_images"),
+            node(
+                tabulate_first_test_labels,
+                inputs=[
+                    "fashion_mnist_validated",
+                    "params:data.class_names",
+                    "params:test_labels_preview.count",
+                    "params:activation_grid.image_indices",
+                ],
+                outputs=["test_labels_preview", "test_labels_preview_text"],
+                name="tabulate_first_test_labels",
+            ),
         ],
         tags="data",
     )

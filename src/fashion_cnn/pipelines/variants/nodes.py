@@ -77,6 +77,24 @@ def train_model(
     return model, history
 
 
+def validation_summary(history: pd.DataFrame) -> dict[str, Any]:
+    """The overfitting study's figures: best validation-loss epoch and the final train-validation gap."""
+    if "val_loss" not in history:
+        return {}
+    best = history.loc[history["val_loss"].idxmin()]
+    last = history.iloc[-1]
+    summary = {
+        "best_val_loss_epoch": int(best["epoch"]),
+        "best_val_loss": round(float(best["val_loss"]), 4),
+        "final_val_loss": round(float(last["val_loss"]), 4),
+        "final_val_accuracy": round(float(last["val_accuracy"]), 4) if "val_accuracy" in history else None,
+        "final_train_val_loss_gap": round(float(last["val_loss"] - last["loss"]), 4),
+    }
+    if "val_accuracy" in history and "accuracy" in history:
+        summary["final_train_val_accuracy_gap"] = round(float(last["accuracy"] - last["val_accuracy"]), 4)
+    return summary
+
+
 def evaluate_model(
     model: Any,
     history: pd.DataFrame,
@@ -117,6 +135,7 @@ def evaluate_model(
         "seconds_per_epoch": round(training_seconds / len(history), 2),
         "parameter_count": int(model.count_params()),
         "test_images": int(len(labels)),
+        **validation_summary(history),
     }
     names = np.asarray(class_names, dtype=object)
     predictions = pd.DataFrame(

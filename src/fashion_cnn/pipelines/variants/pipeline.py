@@ -10,11 +10,18 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from fashion_cnn.variants import is_convolutional, load_variants
 
+from .figures import (
+    plot_confusion_matrix,
+    plot_first_layer_kernels,
+    plot_learning_curves,
+    render_activation_grid,
+    tabulate_per_class_accuracy,
+)
 from .nodes import build_model, evaluate_model, resolve_training_settings, train_model
 
 # Inputs every variant shares: the model inputs and the project-wide parameters.
 SHARED_INPUTS = {"train_images", "train_labels", "test_images", "test_labels"}
-SHARED_PARAMETERS = {"params:data", "params:data.class_names", "params:training_defaults"}
+SHARED_PARAMETERS = {"params:data", "params:data.class_names", "params:training_defaults", "params:activation_grid"}
 
 
 def for_variant(func: Callable, variant: str) -> Callable:
@@ -22,8 +29,15 @@ def for_variant(func: Callable, variant: str) -> Callable:
     return update_wrapper(partial(func, variant), func)
 
 
-def template(variant: str) -> Pipeline:
-    """build -> train -> evaluate, with dataset names relative to the variant's namespace."""
+def template(variant: str, convolutional: bool) -> Pipeline:
+    """build -> train -> evaluate -> report, with dataset names relative to the variant's namespace.
+
+    Convolutional variants also get the notebook's activation grid and their learned kernels.
+    """
+    return training(variant) + reporting() + (convolution_reporting() if convolutional else Pipeline([]))
+
+
+def training(variant: str) -> Pipeline:
     return pipeline(
         [
             node(
@@ -61,6 +75,40 @@ def template(variant: str) -> Pipeline:
     )
 
 
+def reporting() -> Pipeline:
+    return pipeline(
+        [
+            node(
+                plot_confusion_matrix,
+                inputs=["test_predictions", "params:data.class_names"],
+                outputs="confusion_matrix",
+                name="plot_confusion_matrix",
+            ),
+            node(
+                tabulate_per_class_accuracy,
+                inputs=["test_predictions", "params:data.class_names"],
+                outputs="per_class_accuracy",
+                name="tabulate_per_class_accuracy",
+            ),
+            node(plot_learning_curves, "training_history", "learning_curves", name="plot_learning_curves"),
+        ]
+    )
+
+
+def convolution_reporting() -> Pipeline:
+    return pipeline(
+        [
+            node(
+                render_activation_grid,
+                inputs=["model", "test_images", "test_labels", "params:activation_grid", "params:data.class_names"],
+                outputs="activation_grid",
+                name="render_activation_grid",
+            ),
+            node(plot_first_layer_kernels, "model", "first_layer_kernels", name="plot_first_layer_kernels"),
+        ]
+    )
+
+
 def variant_tags(variant: str, spec: Mapping[str, Any]) -> list[str]:
     """Kedro tags of a variant: its name, its configured tags, and `convolutional` where it applies."""
     tags = [variant, *spec.get("tags", [])]
@@ -69,11 +117,12 @@ def variant_tags(variant: str, spec: Mapping[str, Any]) -> list[str]:
 
 def variant_pipeline(variant: str, spec: Mapping[str, Any]) -> Pipeline:
     """The template as the namespace ``variant``."""
+    variant_template = template(variant, is_convolutional(spec))
     return pipeline(
-        template(variant),
+        variant_template,
         namespace=variant,
         inputs=SHARED_INPUTS,
-        parameters=SHARED_PARAMETERS,
+        parameters=SHARED_PARAMETERS & variant_template.inputs(),
         tags=variant_tags(variant, spec),
     )
 

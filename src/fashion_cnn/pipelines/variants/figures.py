@@ -1,0 +1,193 @@
+"""Reporting nodes of a variant: the notebook's activation grid, and what it did not show
+(confusion matrix, per-class accuracy, learned kernels, learning curves).
+
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot state) and saved by the
+catalog's ``MatplotlibDataset``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def model_layers(model: Any) -> list[Any]:
+    """The model's layers without the input layer, indexed as the notebook's ``model.layers``."""
+    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+
+
+def select_activation_layers(model: Any, layers: int | list[int | str]) -> list[Any]:
+    """The layers to show: the first ``layers`` feature-map layers, or the listed names/indices."""
+    all_layers = model_layers(model)
+    feature_maps = [layer for layer in all_layers if len(layer.output.shape) == 4]
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        if layers < 1:
+            raise ValueError(f"`activation_grid.layers` must be at least 1, got {layers}.")
+        return feature_maps[:layers]
+    chosen = []
+    by_name = {layer.name: layer for layer in all_layers}
+    for key in layers:
+        if isinstance(key, str):
+            if key not in by_name:
+                raise ValueError(f"`activation_grid.layers`: model '{model.name}' has no layer '{key}'; "
+                                 f"its layers are {list(by_name)}.")
+            layer = by_name[key]
+        elif 0 <= key < len(all_layers):
+            layer = all_layers[key]
+        else:
+            raise ValueError(f"`activation_grid.layers`: index {key} is outside model '{model.name}' "
+                             f"(layers 0..{len(all_layers) - 1}).")
+        if layer not in feature_maps:
+            raise ValueError(f"`activation_grid.layers`: layer '{layer.name}' of model '{model.name}' outputs "
+                             f"{tuple(layer.output.shape)}, not a feature map (batch, height, width, channels).")
+        chosen.append(layer)
+    return chosen
+
+
+def check_activation_settings(model: Any, settings: dict[str, Any], test_images: int | None) -> list[Any]:
+    """Raise a clear error for image indices outside the test set (when its size is known) or a
+    filter index a chosen layer does not have; return the chosen layers."""
+    bad = [i for i in settings["image_indices"] if not 0 <= i < (test_images or float("inf"))]
+    if bad:
+        raise ValueError(
+            f"`activation_grid.image_indices`: {bad} outside the test set of {test_images} images "
+            f"(0..{test_images - 1}); raise `data.test_limit` or choose other images."
+        )
+    layers = select_activation_layers(model, settings["layers"])
+    if not layers:
+        raise ValueError(f"Model '{model.name}' has no feature-map layers to show.")
+    for layer in layers:
+        channels = layer.output.shape[-1]
+        if not 0 <= settings["filter_index"] < channels:
+            raise ValueError(
+                f"`activation_grid.filter_index` {settings['filter_index']} is not below the {channels} "
+                f"channels of layer '{layer.name}' in model '{model.name}'."
+            )
+    return layers
+
+
+def render_activation_grid(
+    model: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    settings: dict[str, Any],
+    class_names: list[str],
+) -> Figure:
+    """The notebook's grid: filter ``filter_index`` of each chosen layer (columns) for each image (rows).
+
+    All activations come from one batched forward pass of an activation model built on
+    ``model.inputs`` (the notebook ran ``predict`` once per image and layer).
+    """
+    import keras
+
+    layers = check_activation_settings(model, settings, len(images))
+    indices, filter_index = list(settings["image_indices"]), settings["filter_index"]
+    activation_model = keras.Model(inputs=model.inputs, outputs=[layer.output for layer in layers])
+    activations = activation_model.predict_on_batch(images[indices])
+    if len(layers) == 1:
+        activations = [activations]
+
+    figure = Figure(figsize=(2.4 * len(layers) + 0.6, 2.4 * len(indices) + 0.6), layout="constrained")
+    axes = figure.subplots(len(indices), len(layers), squeeze=False)
+    for row, image_index in enumerate(indices):
+        for col, layer in enumerate(layers):
+            ax = axes[row, col]
+            ax.imshow(np.asarray(activations[col])[row, :, :, filter_index], cmap=settings["cmap"])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"{layer.name}\n{tuple(layer.output.shape[1:])}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel(f"image {image_index}\n{class_names[labels[image_index]]}", fontsize=9)
+    figure.suptitle(f"{model.name}: filter {filter_index} of each layer ({settings['cmap']})")
+    return figure
+
+
+def plot_first_layer_kernels(model: Any) -> Figure:
+    """The first convolution's learned kernels, one small image per filter (input channel 0)."""
+    conv = next(layer for layer in model.layers if "Conv" in type(layer).__name__ and layer.get_weights()
+                and np.ndim(layer.get_weights()[0]) == 4)
+    kernels = np.asarray(conv.get_weights()[0])[:, :, 0, :]  # (height, width, filters)
+    filters = kernels.shape[-1]
+    cols = min(filters, 8)
+    rows = -(-filters // cols)
+    limit = float(np.abs(kernels).max()) or 1.0
+    figure = Figure(figsize=(1.2 * cols, 1.2 * rows + 0.6), layout="constrained")
+    axes = figure.subplots(rows, cols, squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if index < filters:
+            ax.imshow(kernels[:, :, index], cmap="coolwarm", vmin=-limit, vmax=limit)
+            ax.set_title(str(index), fontsize=8)
+        else:
+            ax.axis("off")
+    figure.suptitle(f"{model.name}: {filters} learned {kernels.shape[0]}x{kernels.shape[1]} kernels of {conv.name}")
+    return figure
+
+
+def confusion_counts(predictions: pd.DataFrame, classes: int) -> np.ndarray:
+    """``counts[true, predicted]`` over the test set."""
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (predictions["label"].to_numpy(), predictions["predicted"].to_numpy()), 1)
+    return counts
+
+
+def plot_confusion_matrix(predictions: pd.DataFrame, class_names: list[str]) -> Figure:
+    """Test-set confusion matrix: rows are true classes, columns predicted classes."""
+    counts = confusion_counts(predictions, len(class_names))
+    figure = Figure(figsize=(8, 7), layout="constrained")
+    ax = figure.subplots()
+    image = ax.imshow(counts, cmap="Blues")
+    figure.colorbar(image, ax=ax, shrink=0.8)
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = counts.max() / 2
+    for (true, pred), count in np.ndenumerate(counts):
+        ax.text(pred, true, str(count), ha="center", va="center", fontsize=8,
+                color="white" if count > threshold else "black")
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(f"Confusion matrix ({counts.sum()} test images, accuracy {accuracy:.4f})")
+    return figure
+
+
+def tabulate_per_class_accuracy(predictions: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
+    """Per class: test images, correct, accuracy, and the class it is most often mistaken for."""
+    counts = confusion_counts(predictions, len(class_names))
+    mistakes = counts.copy()
+    np.fill_diagonal(mistakes, 0)
+    images = counts.sum(axis=1)
+    return pd.DataFrame(
+        {
+            "class": class_names,
+            "images": images,
+            "correct": np.diag(counts),
+            "accuracy": np.round(np.diag(counts) / np.maximum(images, 1), 4),
+            "most_confused_with": [class_names[i] if mistakes[c, i] else "" for c, i in
+                                   enumerate(mistakes.argmax(axis=1))],
+            "times_confused": mistakes.max(axis=1),
+        }
+    )
+
+
+def plot_learning_curves(history: pd.DataFrame) -> Figure:
+    """Accuracy and loss per epoch, training against validation where a validation split was used."""
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    for ax, metric in zip(figure.subplots(1, 2), ("accuracy", "loss"), strict=True):
+        if metric in history:
+            ax.plot(history["epoch"], history[metric], marker="o", label=f"train {metric}")
+        if f"val_{metric}" in history:
+            ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label=f"validation {metric}")
+        if metric == "loss" and "val_loss" in history:
+            best = history.loc[history["val_loss"].idxmin()]
+            ax.axvline(best["epoch"], color="grey", linestyle="--", label=f"best validation loss (epoch {int(best['epoch'])})")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    return figure
