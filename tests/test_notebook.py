@@ -17,13 +17,15 @@ def test_notebook_redraws_the_grid_from_the_catalog(project):
     shutil.copy(PROJECT_ROOT / "notebooks/explore_activations.ipynb", notebook_path)
     notebook = nbformat.read(notebook_path, as_version=4)
 
-    NotebookClient(notebook, timeout=180, kernel_name="python3",
+    NotebookClient(notebook, timeout=180, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(notebook_path.parent)}}).execute()
 
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    errors = [f"{o.ename}: {o.evalue}" for o in outputs if o.output_type == "error"]
+    assert not errors, "\n".join(errors)
+    # print() reaches the notebook as a stream, or as display data where rich renders it.
+    text = "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
     assert text.count("[9 2 1 1 6 1 4 6 5 7") == 1  # print(test_labels[:100])
-    assert "Total params: 113,386" in text or any("113,386" in str(o.get("data", "")) for o in outputs)
+    assert "113,386" in text  # model.summary()
     figures = [o for o in outputs if o.output_type in ("display_data", "execute_result") and "image/png" in o.data]
     assert len(figures) == 2

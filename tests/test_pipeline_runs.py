@@ -61,7 +61,7 @@ def test_a_rerun_gives_the_same_metrics(project):
 
 
 def test_a_bad_spec_fails_before_any_training(project):
-    params_file = project / "conf/base/parameters_variants.yml"
+    params_file = project / "conf/base/parameters_baselines.yml"
     variants = yaml.safe_load(params_file.read_text())
     variants["cnn"]["architecture"][2] = {"Conv2d": {"filters": 32, "kernel_size": 3}}
     params_file.write_text(yaml.safe_dump(variants))

@@ -30,5 +30,6 @@ def register_pipelines() -> dict[str, Pipeline]:
     for name in namespaces:
         registry[name] = data + variants.only_nodes_with_namespaces([name])
     registry["exercises"] = data + variants.only_nodes_with_tags("exercise")
+    registry["compare"] = data + variants + found["compare"]
     registry["__default__"] = sum(registry.values(), Pipeline([]))
     return registry

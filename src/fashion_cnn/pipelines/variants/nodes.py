@@ -19,16 +19,19 @@ def resolve_training_settings(
     return merge_training_settings(variant, defaults, overrides)
 
 
-def build_model(
-    variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]
-) -> tuple[Any, str]:
-    """A compiled Keras model from the architecture spec, and its ``model.summary()`` text."""
+def compiled_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]) -> Any:
+    """The variant's Keras model, compiled, with seeded initial weights (the same on every call)."""
     import keras
 
     keras.utils.set_random_seed(settings["seed"])
     model = build_keras_model(variant, architecture, data["input_shape"], len(data["class_names"]))
-    compile_model(variant, model, settings)
-    return model, model_summary(model)
+    return compile_model(variant, model, settings)
+
+
+def build_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]) -> str:
+    """Build and compile the model from its spec; return ``model.summary()`` (the notebook
+    prints it before training)."""
+    return model_summary(compiled_model(variant, architecture, settings, data))
 
 
 def _split_validation(
@@ -44,13 +47,24 @@ def _split_validation(
 
 
 def train_model(
-    model: Any, images: np.ndarray, labels: np.ndarray, settings: dict[str, Any]
+    variant: str,
+    architecture: list[Any],
+    settings: dict[str, Any],
+    data: dict[str, Any],
+    images: np.ndarray,
+    labels: np.ndarray,
 ) -> tuple[Any, pd.DataFrame]:
-    """Fit the model (Keras ``fit``, progress bar by default); return it and its per-epoch history."""
+    """Build the model and fit it (Keras ``fit``, progress bar by default); return it and its
+    per-epoch history.
+
+    The model is built here rather than passed from ``build_model``, so that no Keras object
+    crosses between nodes (ParallelRunner runs nodes in separate processes).
+    """
     import keras
 
     from fashion_cnn.callbacks import EpochTimer
 
+    model = compiled_model(variant, architecture, settings, data)
     if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
         raise ValueError(
             f"Model '{model.name}' expects images of shape {model.input_shape[1:]}, "

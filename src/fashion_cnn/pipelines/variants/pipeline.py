@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import partial, update_wrapper
+from functools import update_wrapper
 from typing import Any
 
 from kedro.pipeline import Pipeline, node, pipeline
@@ -24,9 +24,19 @@ SHARED_INPUTS = {"train_images", "train_labels", "test_images", "test_labels"}
 SHARED_PARAMETERS = {"params:data", "params:data.class_names", "params:training_defaults", "params:activation_grid"}
 
 
-def for_variant(func: Callable, variant: str) -> Callable:
-    """Bind the variant name (for error messages and the model's name), keeping the function's identity."""
-    return update_wrapper(partial(func, variant), func)
+class ForVariant:
+    """A node function with the variant's name bound as its first argument.
+
+    A class rather than ``functools.partial``: its name and docstring survive pickling into
+    ParallelRunner's worker processes (a partial arrives there as ``<partial>``).
+    """
+
+    def __init__(self, func: Callable, variant: str) -> None:
+        update_wrapper(self, func)
+        self.func, self.variant = func, variant
+
+    def __call__(self, *args: Any) -> Any:
+        return self.func(self.variant, *args)
 
 
 def template(variant: str, convolutional: bool) -> Pipeline:
@@ -41,20 +51,20 @@ def training(variant: str) -> Pipeline:
     return pipeline(
         [
             node(
-                for_variant(resolve_training_settings, variant),
+                ForVariant(resolve_training_settings, variant),
                 inputs=["params:training_defaults", "params:training"],
                 outputs="training_settings",
                 name="resolve_training_settings",
             ),
             node(
-                for_variant(build_model, variant),
+                ForVariant(build_model, variant),
                 inputs=["params:architecture", "training_settings", "params:data"],
-                outputs=["compiled_model", "model_summary"],
+                outputs="model_summary",
                 name="build_model",
             ),
             node(
-                train_model,
-                inputs=["compiled_model", "train_images", "train_labels", "training_settings"],
+                ForVariant(train_model, variant),
+                inputs=["params:architecture", "training_settings", "params:data", "train_images", "train_labels"],
                 outputs=["model", "training_history"],
                 name="train_model",
             ),

@@ -1,0 +1,5 @@
+"""Compare every trained variant: the project's answer to the notebook's exercises."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -1,0 +1,63 @@
+"""Nodes that put the variants' metrics side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+COLUMNS = {
+    "parameter_count": "parameters",
+    "epochs_run": "epochs_run",
+    "training_seconds": "training_seconds",
+    "seconds_per_epoch": "seconds_per_epoch",
+    "train_accuracy": "train_accuracy",
+    "test_accuracy": "test_accuracy",
+    "test_loss": "test_loss",
+}
+
+
+def compare_variants(reference: str, **metrics: dict[str, Any]) -> pd.DataFrame:
+    """One row per variant (keyword = variant name), in configuration order, with the accuracy
+    difference and the time ratio against the ``reference`` variant (the notebook's CNN)."""
+    table = pd.DataFrame(
+        [{"variant": name, **{column: m.get(key) for key, column in COLUMNS.items()}} for name, m in metrics.items()]
+    )
+    if reference in metrics:
+        ref = table.set_index("variant").loc[reference]
+        table[f"test_accuracy_vs_{reference}"] = (table["test_accuracy"] - ref["test_accuracy"]).round(4)
+        table[f"seconds_per_epoch_vs_{reference}"] = (table["seconds_per_epoch"] / ref["seconds_per_epoch"]).round(2)
+    return table
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    def cell(value: Any) -> str:
+        if isinstance(value, float | np.floating):
+            return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 10 else f"{value:,.1f}"
+        if isinstance(value, int | np.integer):
+            return f"{value:,}"
+        return str(value)
+
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" if table[c].dtype == object else "---:" for c in table.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def plot_comparison(table: pd.DataFrame) -> Figure:
+    """Bar charts of test accuracy and seconds per epoch, one bar per variant."""
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    positions = np.arange(len(table))
+    for ax, column, colour in zip(figure.subplots(1, 2), ("test_accuracy", "seconds_per_epoch"),
+                                  ("tab:blue", "tab:orange"), strict=True):
+        bars = ax.bar(positions, table[column], color=colour)
+        ax.bar_label(bars, fmt="%.4f" if column == "test_accuracy" else "%.1f", fontsize=8)
+        ax.set_xticks(positions, table["variant"], rotation=40, ha="right")
+        ax.set_title(column.replace("_", " "))
+        if column == "test_accuracy":
+            low = float(table[column].min())
+            ax.set_ylim(max(0.0, low - 0.05), 1.0)
+    return figure
