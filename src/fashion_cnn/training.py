@@ -51,6 +51,8 @@ def validate_training_settings(variant: str, settings: Mapping[str, Any]) -> Non
     rate = settings.get("learning_rate")
     if rate is not None and (not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0):
         fail("learning_rate", "must be a positive number, or null for the optimizer's default")
+    if settings.get("learning_rate_decay") not in (None, "cosine"):
+        fail("learning_rate_decay", "must be null (constant rate) or cosine")
     if settings.get("verbose") not in (0, 1, 2, "auto"):
         fail("verbose", "must be 0 (silent), 1 (progress bar), 2 (one line per epoch) or auto")
     stop = settings.get("stop_at_threshold")
@@ -69,13 +71,27 @@ def validate_training_settings(variant: str, settings: Mapping[str, Any]) -> Non
             fail("validation_split", f"must be above 0 to monitor '{monitor}'")
 
 
-def compile_model(variant: str, model, settings: Mapping[str, Any]):
+def learning_rate(settings: Mapping[str, Any], steps_per_epoch: int) -> Any:
+    """The configured rate, or a cosine decay from it to 0 over all training steps."""
+    import keras
+
+    rate = settings.get("learning_rate")
+    if settings.get("learning_rate_decay") == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=rate if rate is not None else 0.001,
+            decay_steps=max(1, steps_per_epoch * settings["epochs"]),
+        )
+    return rate
+
+
+def compile_model(variant: str, model, settings: Mapping[str, Any], steps_per_epoch: int = 1):
     """Compile ``model`` in place with the optimizer, loss and metrics of ``settings``."""
     import keras
 
     optimizer_config: dict[str, Any] = {}
-    if settings.get("learning_rate") is not None:
-        optimizer_config["learning_rate"] = settings["learning_rate"]
+    rate = learning_rate(settings, steps_per_epoch)
+    if rate is not None:
+        optimizer_config["learning_rate"] = rate
     try:
         optimizer = keras.optimizers.get({"class_name": settings["optimizer"], "config": optimizer_config})
     except (TypeError, ValueError) as exc:

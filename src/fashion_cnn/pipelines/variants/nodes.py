@@ -19,13 +19,15 @@ def resolve_training_settings(
     return merge_training_settings(variant, defaults, overrides)
 
 
-def compiled_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]) -> Any:
+def compiled_model(
+    variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any], steps_per_epoch: int = 1
+) -> Any:
     """The variant's Keras model, compiled, with seeded initial weights (the same on every call)."""
     import keras
 
     keras.utils.set_random_seed(settings["seed"])
     model = build_keras_model(variant, architecture, data["input_shape"], len(data["class_names"]))
-    return compile_model(variant, model, settings)
+    return compile_model(variant, model, settings, steps_per_epoch)
 
 
 def build_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]) -> str:
@@ -64,16 +66,17 @@ def train_model(
 
     from fashion_cnn.callbacks import EpochTimer
 
-    model = compiled_model(variant, architecture, settings, data)
+    train_images, train_labels, validation = _split_validation(
+        images, labels, settings["validation_split"], settings["seed"]
+    )
+    steps_per_epoch = -(-len(train_images) // settings["batch_size"])
+    model = compiled_model(variant, architecture, settings, data, steps_per_epoch)
     if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
         raise ValueError(
             f"Model '{model.name}' expects images of shape {model.input_shape[1:]}, "
             f"got {images.shape[1:]}; check `data.input_shape`."
         )
     keras.utils.set_random_seed(settings["seed"])
-    train_images, train_labels, validation = _split_validation(
-        images, labels, settings["validation_split"], settings["seed"]
-    )
     timer = EpochTimer()
     fit = model.fit(
         train_images,
