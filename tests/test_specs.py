@@ -116,3 +116,16 @@ def test_variant_blocks_are_checked():
     with pytest.raises(SpecError, match=r"Variant 'v': unknown key\(s\) \['layers'\]"):
         find_variants({"v": {"architecture": CNN, "training": {}, "layers": []}})
     assert list(find_variants({"data": {}, "v": {"architecture": CNN, "training": {}}})) == ["v"]
+
+
+def test_reading_the_variants_keeps_the_sessions_resolvers(tmp_path):
+    """The registry's config read must not replace the running session's `globals` resolver."""
+    from kedro.config import OmegaConfigLoader
+    from omegaconf.basecontainer import BaseContainer
+
+    from fashion_cnn.variants import load_variants
+
+    OmegaConfigLoader(str(tmp_path), base_env="", default_run_env="")
+    session_resolver = BaseContainer._resolvers["globals"]
+    assert "cnn" in load_variants()
+    assert BaseContainer._resolvers["globals"] is session_resolver

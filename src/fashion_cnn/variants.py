@@ -59,13 +59,22 @@ def load_parameters(env: str | None = None) -> dict[str, Any]:
     """The project's parameters through its configured config loader (base + ``env``)."""
     from kedro.framework.project import settings
 
+    from omegaconf.basecontainer import BaseContainer
+
     conf_source = project_path() / settings.CONF_SOURCE
-    loader = settings.CONFIG_LOADER_CLASS(
-        conf_source=str(conf_source),
-        env=env or os.environ.get("KEDRO_ENV"),
-        **settings.CONFIG_LOADER_ARGS,
-    )
-    return dict(loader["parameters"])
+    # A config loader registers OmegaConf's `globals`/`runtime_params` resolvers process-wide;
+    # keep the session's own (with its --env and --params) in force after this read.
+    resolvers = dict(BaseContainer._resolvers)
+    try:
+        loader = settings.CONFIG_LOADER_CLASS(
+            conf_source=str(conf_source),
+            env=env or os.environ.get("KEDRO_ENV"),
+            **settings.CONFIG_LOADER_ARGS,
+        )
+        return dict(loader["parameters"])
+    finally:
+        BaseContainer._resolvers.clear()
+        BaseContainer._resolvers.update(resolvers)
 
 
 def load_variants(env: str | None = None) -> dict[str, dict[str, Any]]:
