@@ -93,7 +93,7 @@ def summary(label: str, runs: list[dict], reference: list[dict] | None) -> str:
         return statistics.median(r[key] for r in runs)
 
     text = (f"{label:<34} wall {median('wall'):7.1f} s   per epoch {median('per_epoch'):6.2f} s   "
-            f"overhead {median('wall') - median('fit'):5.1f} s   test acc {median('test_accuracy'):.4f}   "
+            f"overhead {median('wall') - median('fit'):5.1f} s (wall - fit)   test acc {median('test_accuracy'):.4f}   "
             f"peak RSS {median('rss'):.2f} GB")
     if reference:
         ref_wall = statistics.median(r["wall"] for r in reference)
@@ -114,7 +114,9 @@ def main() -> None:
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "KERAS_HOME": str(keras_home(root))}
     project = project_copy(root)
     results: dict[str, list[dict]] = {}
+    imports: list[float] = []
     for round_number in range(1, args.rounds + 1):
+        imports.append(run([sys.executable, "-c", "import tensorflow, keras"], root, env, root / "import.log")[0])
         for model in args.models:
             jobs = [(f"notebook {model}", lambda m=model: notebook(m, root, env)),
                     (f"kedro run --pipeline {model}", lambda m=model: pipeline(m, project, env))]
@@ -129,6 +131,8 @@ def main() -> None:
 
     print(f"\nMedians over {args.rounds} interleaved round(s); {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    tf_import = statistics.median(imports)
+    print(f"`python -c 'import tensorflow, keras'` alone: {tf_import:.1f} s (part of every job's overhead)")
     for model in args.models:
         reference = results[f"notebook {model}"]
         print(summary(f"notebook {model}", reference, None))

@@ -8,6 +8,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from fashion_cnn import quiet
 from fashion_cnn.architecture import SpecError
 from fashion_cnn.variants import is_convolutional
 
@@ -15,22 +16,35 @@ logger = logging.getLogger(__name__)
 
 
 class QuietTensorFlowHook:
-    """Silence TensorFlow's C++ INFO lines (CUDA probing on machines without a GPU).
+    """Silence TensorFlow's C++ INFO lines and its CUDA probe lines on machines without a GPU.
 
     Runs before the catalog or any node imports TensorFlow; a user's own
-    ``TF_CPP_MIN_LOG_LEVEL`` wins.
+    ``TF_CPP_MIN_LOG_LEVEL`` wins. See :mod:`fashion_cnn.quiet` for the lines it drops.
     """
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        quiet.install()
+
+
+class TensorFlowRuntimeHook:
+    """Apply `runtime` parameters that TensorFlow reads once, at import: before any node runs."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        runtime = context.params.get("runtime") or {}
+        if "onednn" in runtime:
+            os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1" if runtime["onednn"] else "0")
 
 
 class ValidateVariantsHook:
     """Build every variant of the run once before the first node, so a bad spec fails in
     seconds, with all problems in one message, instead of after other variants trained."""
 
-    @hook_impl
+    # tryfirst: before plugin hooks (kedro-mlflow opens its MLflow run here), so that a bad spec
+    # leaves no run open (Kedro calls no on_pipeline_error for a failing before_pipeline_run).
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         from fashion_cnn.variants import find_variants
 

@@ -1,21 +1,32 @@
 """Project settings; see https://docs.kedro.org/en/stable/configure/configuration_basics/"""
 
+import os
 import warnings
 
 from kedro.config import OmegaConfigLoader
 
-from fashion_cnn.hooks import QuietTensorFlowHook, ValidateVariantsHook
+from fashion_cnn import quiet
+from fashion_cnn.hooks import QuietTensorFlowHook, TensorFlowRuntimeHook, ValidateVariantsHook
+from fashion_cnn.tracking import MlflowVariantRunsHook
 
 # Kedro 1.7 calls an OmegaConf 2.4 API that warns on every command; nothing for users to act on.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
 
-HOOKS = (QuietTensorFlowHook(), ValidateVariantsHook())
+# ParallelRunner workers must not be forked from a process that has TensorFlow loaded (the
+# spec check imports it before the run); spawned workers start clean.
+os.environ.setdefault("KEDRO_MP_CONTEXT", "spawn")
+
+# MlflowVariantRunsHook does nothing unless the `tracking` extra (kedro-mlflow) is installed.
+HOOKS = (QuietTensorFlowHook(), TensorFlowRuntimeHook(), ValidateVariantsHook(), MlflowVariantRunsHook())
+
+# `kedro viz run` loads the catalog (and so TensorFlow) without project hooks: quiet it here too.
+quiet.install()
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # An environment such as `fast` overrides single keys (`training_defaults.batch_size`)
-    # instead of replacing whole top-level blocks.
-    "merge_strategy": {"parameters": "soft"},
+    # instead of replacing whole top-level blocks; so does conf/local/mlflow.yml (`server:` only).
+    "merge_strategy": {"parameters": "soft", "mlflow": "soft"},
 }

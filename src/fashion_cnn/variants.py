@@ -58,7 +58,6 @@ def project_path() -> Path:
 def load_parameters(env: str | None = None) -> dict[str, Any]:
     """The project's parameters through its configured config loader (base + ``env``)."""
     from kedro.framework.project import settings
-
     from omegaconf.basecontainer import BaseContainer
 
     conf_source = project_path() / settings.CONF_SOURCE

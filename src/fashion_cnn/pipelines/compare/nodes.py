@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
+
+# pandas and matplotlib load inside the nodes: `kedro registry list` and other CLI calls
+# import this module and should not pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 COLUMNS = {
     "parameter_count": "parameters",
@@ -22,6 +26,8 @@ COLUMNS = {
 def compare_variants(reference: str, **metrics: dict[str, Any]) -> pd.DataFrame:
     """One row per variant (keyword = variant name), in configuration order, with the accuracy
     difference and the time ratio against the ``reference`` variant (the notebook's CNN)."""
+    import pandas as pd
+
     table = pd.DataFrame(
         [{"variant": name, **{column: m.get(key) for key, column in COLUMNS.items()}} for name, m in metrics.items()]
     )
@@ -49,6 +55,8 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def plot_comparison(table: pd.DataFrame) -> Figure:
     """Bar charts of test accuracy and seconds per epoch, one bar per variant."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     positions = np.arange(len(table))
     for ax, column, colour in zip(figure.subplots(1, 2), ("test_accuracy", "seconds_per_epoch"),

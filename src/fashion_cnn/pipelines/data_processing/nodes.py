@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+# pandas loads inside the nodes: `kedro registry list` and other CLI calls
+# import this module and should not pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def validate_dataset(
@@ -67,6 +71,8 @@ def tabulate_first_test_labels(
 ) -> tuple[pd.DataFrame, str]:
     """The notebook's ``print(test_labels[:100])``: a table with class names, and the printout
     with the activation grid's images called out (the notebook's 0, 23 and 28 are all 9)."""
+    import pandas as pd
+
     labels = data["test_labels"][:count]
     table = pd.DataFrame(
         {

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+# pandas loads inside the nodes: `kedro registry list` and other CLI calls
+# import this module and should not pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 from fashion_cnn.architecture import build_model as build_keras_model
 from fashion_cnn.architecture import model_summary
@@ -63,6 +67,7 @@ def train_model(
     crosses between nodes (ParallelRunner runs nodes in separate processes).
     """
     import keras
+    import pandas as pd
 
     from fashion_cnn.callbacks import EpochTimer
 
@@ -126,6 +131,7 @@ def evaluate_model(
     cross-entropy on clipped probabilities), so the test set is passed through once.
     """
     import keras
+    import pandas as pd
 
     probabilities = model.predict(images, batch_size=1000, verbose=0).astype(np.float64)
     predicted = probabilities.argmax(axis=1)

@@ -1,0 +1,183 @@
+"""Experiment tracking (the `tracking` extra, kedro-mlflow): one MLflow run per variant, read back
+through the MLflow client; and without the extra, the project runs exactly as before."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import QUICK, copy_project, nest, run_session
+from kedro.framework.project import pipelines
+
+from fashion_cnn.variants import load_variants
+
+
+def require_tracking_extra():
+    try:
+        import kedro_mlflow  # noqa: F401
+        import mlflow  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"{exc}: install the `tracking` extra, as the README's test command does: "
+                    'pip install -e ".[test,tracking,airflow]"')
+
+
+def quick_params(variants: list[str]) -> dict:
+    params = dict(QUICK)
+    for name in variants:
+        params |= {f"{name}.training.epochs": 1, f"{name}.training.verbose": 0}
+    return params
+
+
+def mlflow_runs(project: Path) -> list:
+    """Every run of the project's experiment, from the tracking store configured in mlflow.yml."""
+    from mlflow.tracking import MlflowClient
+
+    config = yaml.safe_load((project / "conf/base/mlflow.yml").read_text())
+    assert config["server"]["mlflow_tracking_uri"].startswith("sqlite:///")
+    assert (project / "mlflow.db").is_file(), "the default store is a SQLite file in the project"
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(config["tracking"]["experiment"]["name"])
+    return client, (client.search_runs([experiment.experiment_id]) if experiment else [])
+
+
+def latest_json(project: Path, pattern: str) -> dict:
+    return json.loads(sorted(project.glob(pattern))[-1].read_text())
+
+
+def test_a_two_variant_run_gives_one_mlflow_run_per_variant(project):
+    require_tracking_extra()
+    variants = load_variants()
+    names = list(variants)[:2]
+    assert len(names) == 2, "the parameters define fewer than two variants"
+    catalog = run_session(project, names, quick_params(names))
+
+    client, runs = mlflow_runs(project)
+    parents = [run for run in runs if "variant" not in run.data.tags]
+    children = {run.data.tags["variant"]: run for run in runs if "variant" in run.data.tags}
+    assert len(parents) == 1, "one run for the `kedro run` (kedro-mlflow's)"
+    assert sorted(children) == sorted(names) and len(runs) == 3, "and exactly one nested run per variant"
+
+    for name, run in children.items():
+        data, spec = run.data, variants[name]
+        assert run.info.run_name == name and run.info.status == "FINISHED"
+        assert data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.info.artifact_uri.startswith((project / "mlartifacts").as_uri())
+
+        # Parameters: the architecture (layer types in order), the effective training settings,
+        # and what kedro-mlflow itself logged for the variant's nodes (their `params:` inputs).
+        layer_types = [entry if isinstance(entry, str) else next(iter(entry)) for entry in spec["architecture"]]
+        assert [layer.split("(")[0] for layer in data.params["architecture"].split(" > ")] == layer_types
+        assert data.params["description"] == spec["description"]
+        settings = json.loads((project / f"data/05_model_input/{name}/training_settings.json").read_text())
+        assert settings["epochs"] == 1
+        assert data.params["training.epochs"] == "1"
+        assert data.params["training.batch_size"] == str(settings["batch_size"])
+        assert data.params["training.optimizer"] == settings["optimizer"]
+        assert data.params[f"{name}.training.epochs"] == "1"  # kedro-mlflow's own, in the variant's run
+        assert not any(key.startswith(f"{name}.") for key in parents[0].data.params)
+
+        # Metrics: the reported test metrics, epochs, seconds, and the per-epoch history.
+        metrics = latest_json(project, f"data/08_reporting/{name}/metrics.json/*/metrics.json")
+        for key in ("test_loss", "test_accuracy", "epochs_run", "training_seconds", "parameter_count"):
+            assert data.metrics[key] == pytest.approx(metrics[key]), key
+        assert data.metrics["epochs_run"] == 1 and data.metrics["training_seconds"] > 0
+        history = pd.read_csv(project / f"data/07_model_output/{name}/training_history.csv")
+        logged = client.get_metric_history(run.info.run_id, "history/loss")
+        assert [(m.step, round(m.value, 5)) for m in logged] == [
+            (int(epoch), round(loss, 5)) for epoch, loss in zip(history["epoch"], history["loss"], strict=True)
+        ]
+
+        # Artifacts: the model summary as written to the catalog, and every figure of the variant.
+        summary = client.download_artifacts(run.info.run_id, "model_summary.txt", str(project / "downloads" / name))
+        assert Path(summary).read_text() == (project / f"data/08_reporting/{name}/model_summary.txt").read_text()
+        figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+        outputs = {output for node in pipelines[name].nodes if node.namespace == name for output in node.outputs}
+        expected = {
+            f"figures/{dataset[len(name) + 1:]}"
+            for dataset in outputs
+            if type(catalog[dataset]).__name__ == "MatplotlibDataset"
+        }
+        assert {path.removesuffix(".png") for path in figures} == expected
+
+
+def test_without_the_extra_the_project_runs_as_before(project):
+    """kedro-mlflow and mlflow made unimportable and their entry points invisible, as if not
+    installed: a variant run succeeds, prints no warning, and never imports MLflow."""
+    name = next(iter(load_variants()))
+    params = nest(quick_params([name]))
+    script = textwrap.dedent(
+        f"""
+        import importlib.abc, importlib.metadata, json, sys
+
+        HIDDEN = {{"kedro_mlflow", "mlflow"}}
+
+        class NotInstalled(importlib.abc.MetaPathFinder):
+            def find_spec(self, fullname, path=None, target=None):
+                if fullname.split(".")[0] in HIDDEN:
+                    raise ModuleNotFoundError(f"No module named {{fullname!r}}", name=fullname)
+                return None
+
+        sys.meta_path.insert(0, NotInstalled())
+        _distributions = importlib.metadata.distributions
+        importlib.metadata.distributions = lambda **kwargs: [
+            d for d in _distributions(**kwargs)
+            if d.metadata["Name"].lower().replace("_", "-") not in {{"kedro-mlflow", "mlflow", "mlflow-skinny"}}
+        ]
+
+        from kedro.framework.session import KedroSession
+        from kedro.framework.startup import bootstrap_project
+
+        bootstrap_project({str(project)!r})
+        with KedroSession.create(project_path={str(project)!r}, runtime_params={params!r}) as session:
+            session.run(pipeline_names=[{name!r}])
+        print("RESULT", json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in HIDDEN)))
+        """
+    )
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "RESULT []" in done.stdout, "mlflow or kedro_mlflow was imported"
+    assert "No module named" not in output
+    # Not about tracking, and there with or without the extra: kedro-viz's run hook warns on every
+    # programmatic (not `kedro run`) session; TensorFlow's C++ start-up lines (absl) are
+    # fashion_cnn.quiet's business.
+    known = ("Workflow tracking is", "absl::InitializeLog")
+    warnings = [line for line in output.splitlines()
+                if "warning" in line.lower() and not any(text in line for text in known)]
+    assert warnings == [], "\n".join(warnings)
+    assert not (project / "mlflow.db").exists() and not (project / "mlruns").exists()
+    assert sorted(project.glob(f"data/08_reporting/{name}/metrics.json/*/metrics.json"))
+
+
+
+def test_sessions_of_two_projects_in_one_process_keep_apart(tmp_path, monkeypatch):
+    """Two projects in one process (a notebook, the tests): each session's MLflow store is the
+    SQLite file of its own project, whatever the working directory; and a session with tracking
+    disabled after a tracked one opens no run, nor resumes the previous one."""
+    require_tracking_extra()
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    first, second = copy_project(tmp_path / "first"), copy_project(tmp_path / "second")
+    mlflow_yml = second / "conf/base/mlflow.yml"
+    config = yaml.safe_load(mlflow_yml.read_text())
+    config["tracking"]["disable_tracking"]["pipelines"] = ["data_processing"]
+    mlflow_yml.write_text(yaml.safe_dump(config))
+
+    for path in (first, second):
+        run_session(path, ["data_processing"], QUICK)
+        assert mlflow.get_tracking_uri() == f"sqlite:///{path.resolve().as_posix()}/mlflow.db"
+        assert mlflow.active_run() is None
+    assert not (tmp_path / "mlflow.db").exists()
+    _, first_runs = mlflow_runs(first)
+    _, second_runs = mlflow_runs(second)
+    assert [run.info.status for run in first_runs] == ["FINISHED"] and second_runs == []
