@@ -69,7 +69,7 @@ def test_every_variant_trains_and_is_compared_including_one_added_in_yaml(projec
     run_session(project, ["compare"], tiny_params(every))
 
     comparison = pd.read_csv(project / "data/08_reporting/comparison.csv")
-    assert comparison["variant"].tolist() == every
+    assert comparison["variant"].tolist() == ["cnn", *sorted(set(every) - {"cnn"})]
     assert (comparison["epochs_run"] == 1).all()
     assert (comparison["test_accuracy"].between(0, 1)).all()
     table = comparison.set_index("variant")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-# pandas and matplotlib load inside the nodes: `kedro registry list` and other CLI calls
-# import this module and should not pay for them.
-if TYPE_CHECKING:
-    import pandas as pd
-    from matplotlib.figure import Figure
+import pandas as pd
+from matplotlib.figure import Figure
 
 COLUMNS = {
     "parameter_count": "parameters",
@@ -24,12 +20,11 @@ COLUMNS = {
 
 
 def compare_variants(reference: str, **metrics: dict[str, Any]) -> pd.DataFrame:
-    """One row per variant (keyword = variant name), in configuration order, with the accuracy
-    difference and the time ratio against the ``reference`` variant (the notebook's CNN)."""
-    import pandas as pd
-
+    """One row per variant (keyword = variant name): the ``reference`` variant (the notebook's
+    CNN) first, the others by name, with the accuracy difference and the time ratio against it."""
+    order = sorted(metrics, key=lambda name: (name != reference, name))
     table = pd.DataFrame(
-        [{"variant": name, **{column: m.get(key) for key, column in COLUMNS.items()}} for name, m in metrics.items()]
+        [{"variant": name, **{column: metrics[name].get(key) for key, column in COLUMNS.items()}} for name in order]
     )
     if reference in metrics:
         ref = table.set_index("variant").loc[reference]
@@ -55,8 +50,6 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def plot_comparison(table: pd.DataFrame) -> Figure:
     """Bar charts of test accuracy and seconds per epoch, one bar per variant."""
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     positions = np.arange(len(table))
     for ax, column, colour in zip(figure.subplots(1, 2), ("test_accuracy", "seconds_per_epoch"),

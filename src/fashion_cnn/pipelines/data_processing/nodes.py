@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-# pandas loads inside the nodes: `kedro registry list` and other CLI calls
-# import this module and should not pay for them.
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
 
 def validate_dataset(
@@ -71,8 +67,6 @@ def tabulate_first_test_labels(
 ) -> tuple[pd.DataFrame, str]:
     """The notebook's ``print(test_labels[:100])``: a table with class names, and the printout
     with the activation grid's images called out (the notebook's 0, 23 and 28 are all 9)."""
-    import pandas as pd
-
     labels = data["test_labels"][:count]
     table = pd.DataFrame(
         {

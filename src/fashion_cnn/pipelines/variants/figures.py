@@ -7,15 +7,11 @@ catalog's ``MatplotlibDataset``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-# pandas and matplotlib load inside the nodes: `kedro registry list` and other CLI calls
-# import this module and should not pay for them.
-if TYPE_CHECKING:
-    import pandas as pd
-    from matplotlib.figure import Figure
+import pandas as pd
+from matplotlib.figure import Figure
 
 
 def model_layers(model: Any) -> list[Any]:
@@ -86,7 +82,6 @@ def render_activation_grid(
     ``model.inputs`` (the notebook ran ``predict`` once per image and layer).
     """
     import keras
-    from matplotlib.figure import Figure
 
     layers = check_activation_settings(model, settings, len(images))
     indices, filter_index = list(settings["image_indices"]), settings["filter_index"]
@@ -113,8 +108,6 @@ def render_activation_grid(
 
 def plot_first_layer_kernels(model: Any) -> Figure:
     """The first convolution's learned kernels, one small image per filter (input channel 0)."""
-    from matplotlib.figure import Figure
-
     conv = next(layer for layer in model.layers if "Conv" in type(layer).__name__ and layer.get_weights()
                 and np.ndim(layer.get_weights()[0]) == 4)
     kernels = np.asarray(conv.get_weights()[0])[:, :, 0, :]  # (height, width, filters)
@@ -145,8 +138,6 @@ def confusion_counts(predictions: pd.DataFrame, classes: int) -> np.ndarray:
 
 def plot_confusion_matrix(predictions: pd.DataFrame, class_names: list[str]) -> Figure:
     """Test-set confusion matrix: rows are true classes, columns predicted classes."""
-    from matplotlib.figure import Figure
-
     counts = confusion_counts(predictions, len(class_names))
     figure = Figure(figsize=(8, 7), layout="constrained")
     ax = figure.subplots()
@@ -168,8 +159,6 @@ def plot_confusion_matrix(predictions: pd.DataFrame, class_names: list[str]) -> 
 
 def tabulate_per_class_accuracy(predictions: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
     """Per class: test images, correct, accuracy, and the class it is most often mistaken for."""
-    import pandas as pd
-
     counts = confusion_counts(predictions, len(class_names))
     mistakes = counts.copy()
     np.fill_diagonal(mistakes, 0)
@@ -189,8 +178,6 @@ def tabulate_per_class_accuracy(predictions: pd.DataFrame, class_names: list[str
 
 def plot_learning_curves(history: pd.DataFrame) -> Figure:
     """Accuracy and loss per epoch, training against validation where a validation split was used."""
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(10, 4), layout="constrained")
     for ax, metric in zip(figure.subplots(1, 2), ("accuracy", "loss"), strict=True):
         if metric in history:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-# pandas loads inside the nodes: `kedro registry list` and other CLI calls
-# import this module and should not pay for them.
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
 from fashion_cnn.architecture import build_model as build_keras_model
 from fashion_cnn.architecture import model_summary
@@ -67,7 +63,6 @@ def train_model(
     crosses between nodes (ParallelRunner runs nodes in separate processes).
     """
     import keras
-    import pandas as pd
 
     from fashion_cnn.callbacks import EpochTimer
 
@@ -131,7 +126,6 @@ def evaluate_model(
     cross-entropy on clipped probabilities), so the test set is passed through once.
     """
     import keras
-    import pandas as pd
 
     probabilities = model.predict(images, batch_size=1000, verbose=0).astype(np.float64)
     predicted = probabilities.argmax(axis=1)
