@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
+
+# pandas and matplotlib load inside the nodes, so that `kedro registry list` and other CLI calls that
+# import this module do not pay for them; the aliases keep the signatures readable and
+# resolvable (Kedro evaluates node annotations).
+DataFrame = Any  # pandas.DataFrame
+Figure = Any  # matplotlib.figure.Figure
 
 COLUMNS = {
     "parameter_count": "parameters",
@@ -19,9 +23,11 @@ COLUMNS = {
 }
 
 
-def compare_variants(reference: str, **metrics: dict[str, Any]) -> pd.DataFrame:
+def compare_variants(reference: str, **metrics: dict[str, Any]) -> DataFrame:
     """One row per variant (keyword = variant name): the ``reference`` variant (the notebook's
     CNN) first, the others by name, with the accuracy difference and the time ratio against it."""
+    import pandas as pd
+
     order = sorted(metrics, key=lambda name: (name != reference, name))
     table = pd.DataFrame(
         [{"variant": name, **{column: metrics[name].get(key) for key, column in COLUMNS.items()}} for name in order]
@@ -33,7 +39,7 @@ def compare_variants(reference: str, **metrics: dict[str, Any]) -> pd.DataFrame:
     return table
 
 
-def to_markdown(table: pd.DataFrame) -> str:
+def to_markdown(table: DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
     def cell(value: Any) -> str:
         if isinstance(value, float | np.floating):
@@ -48,8 +54,10 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows]) + "\n"
 
 
-def plot_comparison(table: pd.DataFrame) -> Figure:
+def plot_comparison(table: DataFrame) -> Figure:
     """Bar charts of test accuracy and seconds per epoch, one bar per variant."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     positions = np.arange(len(table))
     for ax, column, colour in zip(figure.subplots(1, 2), ("test_accuracy", "seconds_per_epoch"),
@@ -62,3 +70,4 @@ def plot_comparison(table: pd.DataFrame) -> Figure:
             low = float(table[column].min())
             ax.set_ylim(max(0.0, low - 0.05), 1.0)
     return figure
+

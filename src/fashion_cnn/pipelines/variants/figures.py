@@ -10,8 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
+
+# pandas and matplotlib load inside the nodes, so that `kedro registry list` and other CLI calls that
+# import this module do not pay for them; the aliases keep the signatures readable and
+# resolvable (Kedro evaluates node annotations).
+DataFrame = Any  # pandas.DataFrame
+Figure = Any  # matplotlib.figure.Figure
 
 
 def model_layers(model: Any) -> list[Any]:
@@ -82,6 +86,7 @@ def render_activation_grid(
     ``model.inputs`` (the notebook ran ``predict`` once per image and layer).
     """
     import keras
+    from matplotlib.figure import Figure
 
     layers = check_activation_settings(model, settings, len(images))
     indices, filter_index = list(settings["image_indices"]), settings["filter_index"]
@@ -108,6 +113,8 @@ def render_activation_grid(
 
 def plot_first_layer_kernels(model: Any) -> Figure:
     """The first convolution's learned kernels, one small image per filter (input channel 0)."""
+    from matplotlib.figure import Figure
+
     conv = next(layer for layer in model.layers if "Conv" in type(layer).__name__ and layer.get_weights()
                 and np.ndim(layer.get_weights()[0]) == 4)
     kernels = np.asarray(conv.get_weights()[0])[:, :, 0, :]  # (height, width, filters)
@@ -129,15 +136,17 @@ def plot_first_layer_kernels(model: Any) -> Figure:
     return figure
 
 
-def confusion_counts(predictions: pd.DataFrame, classes: int) -> np.ndarray:
+def confusion_counts(predictions: DataFrame, classes: int) -> np.ndarray:
     """``counts[true, predicted]`` over the test set."""
     counts = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(counts, (predictions["label"].to_numpy(), predictions["predicted"].to_numpy()), 1)
     return counts
 
 
-def plot_confusion_matrix(predictions: pd.DataFrame, class_names: list[str]) -> Figure:
+def plot_confusion_matrix(predictions: DataFrame, class_names: list[str]) -> Figure:
     """Test-set confusion matrix: rows are true classes, columns predicted classes."""
+    from matplotlib.figure import Figure
+
     counts = confusion_counts(predictions, len(class_names))
     figure = Figure(figsize=(8, 7), layout="constrained")
     ax = figure.subplots()
@@ -157,8 +166,10 @@ def plot_confusion_matrix(predictions: pd.DataFrame, class_names: list[str]) -> 
     return figure
 
 
-def tabulate_per_class_accuracy(predictions: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
+def tabulate_per_class_accuracy(predictions: DataFrame, class_names: list[str]) -> DataFrame:
     """Per class: test images, correct, accuracy, and the class it is most often mistaken for."""
+    import pandas as pd
+
     counts = confusion_counts(predictions, len(class_names))
     mistakes = counts.copy()
     np.fill_diagonal(mistakes, 0)
@@ -176,8 +187,10 @@ def tabulate_per_class_accuracy(predictions: pd.DataFrame, class_names: list[str
     )
 
 
-def plot_learning_curves(history: pd.DataFrame) -> Figure:
+def plot_learning_curves(history: DataFrame) -> Figure:
     """Accuracy and loss per epoch, training against validation where a validation split was used."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(10, 4), layout="constrained")
     for ax, metric in zip(figure.subplots(1, 2), ("accuracy", "loss"), strict=True):
         if metric in history:
@@ -191,3 +204,4 @@ def plot_learning_curves(history: pd.DataFrame) -> Figure:
         ax.set_title(metric)
         ax.legend()
     return figure
+

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from fashion_cnn.architecture import build_model as build_keras_model
 from fashion_cnn.architecture import model_summary
 from fashion_cnn.training import compile_model, make_callbacks, merge_training_settings
+
+# pandas loads inside the nodes, so that `kedro registry list` and other CLI calls that
+# import this module do not pay for them; the aliases keep the signatures readable and
+# resolvable (Kedro evaluates node annotations).
+DataFrame = Any  # pandas.DataFrame
 
 
 def resolve_training_settings(
@@ -55,7 +59,7 @@ def train_model(
     data: dict[str, Any],
     images: np.ndarray,
     labels: np.ndarray,
-) -> tuple[Any, pd.DataFrame]:
+) -> tuple[Any, DataFrame]:
     """Build the model and fit it (Keras ``fit``, progress bar by default); return it and its
     per-epoch history.
 
@@ -63,6 +67,7 @@ def train_model(
     crosses between nodes (ParallelRunner runs nodes in separate processes).
     """
     import keras
+    import pandas as pd
 
     from fashion_cnn.callbacks import EpochTimer
 
@@ -94,7 +99,7 @@ def train_model(
     return model, history
 
 
-def validation_summary(history: pd.DataFrame) -> dict[str, Any]:
+def validation_summary(history: DataFrame) -> dict[str, Any]:
     """The overfitting study's figures: best validation-loss epoch and the final train-validation gap."""
     if "val_loss" not in history:
         return {}
@@ -114,18 +119,19 @@ def validation_summary(history: pd.DataFrame) -> dict[str, Any]:
 
 def evaluate_model(
     model: Any,
-    history: pd.DataFrame,
+    history: DataFrame,
     images: np.ndarray,
     labels: np.ndarray,
     settings: dict[str, Any],
     class_names: list[str],
-) -> tuple[dict[str, Any], pd.DataFrame]:
+) -> tuple[dict[str, Any], DataFrame]:
     """Test-set metrics from one forward pass, and the per-image predictions.
 
     Loss and accuracy are computed as Keras's ``evaluate`` does (sparse categorical
     cross-entropy on clipped probabilities), so the test set is passed through once.
     """
     import keras
+    import pandas as pd
 
     probabilities = model.predict(images, batch_size=1000, verbose=0).astype(np.float64)
     predicted = probabilities.argmax(axis=1)
@@ -166,3 +172,4 @@ def evaluate_model(
         }
     )
     return metrics, predictions
+
