@@ -8,31 +8,23 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from fashion_cnn import quiet
 from fashion_cnn.architecture import SpecError
-from fashion_cnn.variants import is_convolutional
+from fashion_cnn.variants import find_variants, is_convolutional
 
 logger = logging.getLogger(__name__)
 
 
-class QuietTensorFlowHook:
-    """Silence TensorFlow's C++ INFO lines and its CUDA probe lines on machines without a GPU.
+class TensorFlowRuntimeHook:
+    """Environment TensorFlow reads once, at import, set before any node or the catalog imports it.
 
-    Runs before the catalog or any node imports TensorFlow; a user's own
-    ``TF_CPP_MIN_LOG_LEVEL`` wins. See :mod:`fashion_cnn.quiet` for the lines it drops.
+    Quiet C++ INFO lines (`TF_CPP_MIN_LOG_LEVEL=1`) and oneDNN kernels as `runtime.onednn` says;
+    a user's own environment variables win. The CUDA-probe filter (:mod:`fashion_cnn.quiet`) is
+    installed by ``settings.py``, which every Kedro command imports.
     """
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-        quiet.install()
-
-
-class TensorFlowRuntimeHook:
-    """Apply `runtime` parameters that TensorFlow reads once, at import: before any node runs."""
-
-    @hook_impl
-    def after_context_created(self, context: Any) -> None:
         runtime = context.params.get("runtime") or {}
         if "onednn" in runtime:
             os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1" if runtime["onednn"] else "0")
@@ -46,8 +38,6 @@ class ValidateVariantsHook:
     # leaves no run open (Kedro calls no on_pipeline_error for a failing before_pipeline_run).
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        from fashion_cnn.variants import find_variants
-
         parameters = catalog.load("parameters")
         variants = find_variants(parameters)
         in_run = sorted({n.namespace.split(".")[0] for n in pipeline.nodes if n.namespace} & set(variants))
@@ -66,14 +56,13 @@ class ValidateVariantsHook:
 
 def check_variant(name: str, spec: dict[str, Any], parameters: dict[str, Any]) -> None:
     """Raise :class:`SpecError` unless the variant builds, compiles and gets its callbacks."""
-    from fashion_cnn.architecture import build_model
     from fashion_cnn.pipelines.variants.figures import check_activation_settings
-    from fashion_cnn.training import compile_model, make_callbacks, merge_training_settings
+    from fashion_cnn.pipelines.variants.nodes import compiled_model
+    from fashion_cnn.training import make_callbacks, merge_training_settings
 
     settings = merge_training_settings(name, parameters["training_defaults"], spec["training"])
     data = parameters["data"]
-    model = build_model(name, spec["architecture"], data["input_shape"], len(data["class_names"]))
-    compile_model(name, model, settings)
+    model = compiled_model(name, spec["architecture"], settings, data)
     try:
         make_callbacks(settings)
     except (TypeError, ValueError) as exc:

@@ -6,7 +6,7 @@ import warnings
 from kedro.config import OmegaConfigLoader
 
 from fashion_cnn import quiet
-from fashion_cnn.hooks import QuietTensorFlowHook, TensorFlowRuntimeHook, ValidateVariantsHook
+from fashion_cnn.hooks import TensorFlowRuntimeHook, ValidateVariantsHook
 from fashion_cnn.tracking import MlflowVariantRunsHook
 
 # Kedro 1.7 calls an OmegaConf 2.4 API that warns on every command; nothing for users to act on.
@@ -17,9 +17,10 @@ warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is depreca
 os.environ.setdefault("KEDRO_MP_CONTEXT", "spawn")
 
 # MlflowVariantRunsHook does nothing unless the `tracking` extra (kedro-mlflow) is installed.
-HOOKS = (QuietTensorFlowHook(), TensorFlowRuntimeHook(), ValidateVariantsHook(), MlflowVariantRunsHook())
+HOOKS = (TensorFlowRuntimeHook(), ValidateVariantsHook(), MlflowVariantRunsHook())
 
-# `kedro viz run` loads the catalog (and so TensorFlow) without project hooks: quiet it here too.
+# Every Kedro command imports this module, `kedro viz run` too (which loads the catalog, and so
+# TensorFlow, without project hooks): the CUDA-probe filter goes in here, once.
 quiet.install()
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
