@@ -105,6 +105,10 @@ def test_a_two_variant_run_gives_one_mlflow_run_per_variant(project):
             if type(catalog[dataset]).__name__ == "MatplotlibDataset"
         }
         assert {path.removesuffix(".png") for path in figures} == expected
+        # Each figure is the very PNG file the catalog saved (logged, not rendered a second time).
+        grid = client.download_artifacts(run.info.run_id, "figures/confusion_matrix.png", str(project / "downloads" / name))
+        saved = sorted((project / f"data/08_reporting/{name}/confusion_matrix.png").glob("*/confusion_matrix.png"))[-1]
+        assert Path(grid).read_bytes() == saved.read_bytes()
 
 
 def test_without_the_extra_the_project_runs_as_before(project):

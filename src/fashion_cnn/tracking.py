@@ -14,13 +14,15 @@ nested (child) run per variant of the run, named and tagged after the variant:
 * after each node: the node's outputs are logged to the variant's run by what they are:
   ``training_settings`` as parameters ``training.<key>``, ``metrics`` as metrics (the numbers;
   ``per_class_accuracy.<class>``), ``training_history`` as per-epoch metrics
-  ``history/<column>`` (step = epoch), ``model_summary`` as ``model_summary.txt``, and every
-  matplotlib figure (activation grid, confusion matrix, kernels, learning curves, ...) as
-  ``figures/<name>.png``. Figures of nodes outside any variant (the comparison) go to the
-  parent run.
+  ``history/<column>`` (step = epoch), ``model_summary`` as ``model_summary.txt``;
+* after each matplotlib figure is saved (activation grid, confusion matrix, kernels, learning
+  curves, ...): the PNG file the catalog just wrote, as ``figures/<name>.png`` (rendering it
+  again would cost as much as the catalog's own save). Figures of nodes outside any variant
+  (the comparison) go to the parent run.
 
 Without kedro-mlflow installed, or with tracking disabled for the pipeline in ``mlflow.yml``
-(kedro-mlflow then opens no run), every method returns at once: MLflow is never imported.
+(kedro-mlflow then opens no run), every method returns at once: MLflow is never imported by
+this hook (it only uses MLflow when kedro-mlflow has imported it and opened a run).
 Tracking follows the thread of each node, so it works with the Sequential and Thread runners;
 ParallelRunner's worker processes do not share the parent's MLflow state (see the README).
 """
@@ -31,6 +33,8 @@ import importlib.util
 import json
 import logging
 import math
+import posixpath
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -109,6 +113,7 @@ class MlflowVariantRunsHook:
         self._runs: dict[str, str] = {}  # variant -> MLflow run id
         self._pending: dict[str, set[str]] = {}  # variant -> names of its nodes not yet done
         self._failed: set[str] = set()
+        self._catalog: Any = None
 
     def _variant_of(self, node: Any) -> str | None:
         variant = node.namespace.split(".")[0] if node.namespace else None
@@ -140,9 +145,10 @@ class MlflowVariantRunsHook:
     @hook_impl(trylast=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         self._reset()
-        if not kedro_mlflow_installed():
+        # kedro-mlflow imports mlflow when its hooks are active: no import here, no run to nest in.
+        mlflow = sys.modules.get("mlflow")
+        if mlflow is None or not kedro_mlflow_installed():
             return
-        import mlflow
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
         parent = mlflow.active_run()
@@ -168,6 +174,7 @@ class MlflowVariantRunsHook:
 
         client = self._client()
         self._parent_id = parent.info.run_id
+        self._catalog = catalog
         for variant in sorted(pending):
             spec = variants[variant]
             tags = [*spec.get("tags", []), *(["convolutional"] if is_convolutional(spec) else [])]
@@ -220,8 +227,6 @@ class MlflowVariantRunsHook:
     ) -> None:
         variant = self._variant_of(node)
         if variant is None:
-            if self._parent_id is not None:
-                self._log_figures(self._parent_id, outputs, prefix="")
             return
         try:
             self._log_outputs(self._runs[variant], variant, outputs)
@@ -229,6 +234,26 @@ class MlflowVariantRunsHook:
             self._end_variant_run(variant)
             with self._lock:
                 self._pending[variant].discard(node.name)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        """A figure output goes to its variant's run (else the parent run) once the catalog saved it."""
+        if self._parent_id is None:
+            return
+        variant = self._variant_of(node)
+        run_id = self._runs[variant] if variant else self._parent_id
+        prefix = variant + "." if variant else ""
+        local = dataset_name.removeprefix(prefix) if prefix else dataset_name
+        figures = list(_figures(local, data))
+        if not figures:
+            return
+        client = self._client()
+        saved = _saved_file(self._catalog, dataset_name) if len(figures) == 1 else None
+        for artifact_file, figure in figures:
+            if saved is not None and saved.name == posixpath.basename(artifact_file):
+                client.log_artifact(run_id, str(saved), posixpath.dirname(artifact_file))
+            else:  # kept in memory, remote, or a dict of figures: render it for MLflow
+                client.log_figure(run_id, figure, artifact_file)
 
     @hook_impl
     def on_node_error(
@@ -307,15 +332,24 @@ class MlflowVariantRunsHook:
             client.log_batch(run_id, metrics=metrics[start : start + 1000])
         if params or tags:
             client.log_batch(run_id, params=params, tags=[_tag(key, item) for key, item in tags.items()])
-        self._log_figures(run_id, outputs, prefix=variant + ".")
 
-    def _log_figures(self, run_id: str, outputs: dict[str, Any], prefix: str) -> None:
-        client = None
-        for name, value in outputs.items():
-            local = name[len(prefix) :] if prefix and name.startswith(prefix) else name
-            for artifact_file, figure in _figures(local, value):
-                client = client or self._client()
-                client.log_figure(run_id, figure, artifact_file)
+
+def _saved_file(catalog: Any, dataset_name: str) -> Path | None:
+    """The local file a catalog dataset has just saved, if it is one.
+
+    Versioned datasets save to ``<filepath>/<save version>/<file name>`` (Kedro's layout)."""
+    try:
+        dataset = catalog.get(dataset_name)
+    except Exception:  # noqa: BLE001 - not resolvable: the caller renders the figure instead
+        return None
+    filepath = getattr(dataset, "_filepath", None)
+    if filepath is None or getattr(dataset, "_protocol", None) != "file":
+        return None
+    path = Path(str(filepath))
+    version = dataset.resolve_save_version() if hasattr(dataset, "resolve_save_version") else None
+    if version:
+        path = path / version / path.name
+    return path if path.is_file() else None
 
 
 def _forget_previous_kedro_mlflow_run() -> None:
