@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -74,3 +78,43 @@ def test_a_bad_spec_fails_before_any_training(project):
 def test_a_bad_data_limit_names_the_parameter(project):
     with pytest.raises(ValueError, match=r"Parameter `data\.train_limit` must be a positive whole number or null"):
         run_session(project, ["dense"], {"data.train_limit": -1})
+
+
+def test_runtime_parameters_are_set_before_tensorflow_is_imported(project):
+    """In a fresh process, as `kedro run` starts: the catalog's `runtime` parameters (with --params)
+    become the environment TensorFlow reads at import; oneDNN is then really on (TensorFlow leaves
+    it off on AMD CPUs such as this machine's)."""
+    script = textwrap.dedent(
+        """
+        import json, os, sys
+        from pathlib import Path
+        from kedro.framework.session import KedroSession
+        from kedro.framework.startup import bootstrap_project
+
+        bootstrap_project(Path.cwd())
+        params = {"runtime": {"intra_op_threads": 1, "inter_op_threads": 2}}
+        with KedroSession.create(project_path=Path.cwd(), runtime_params=params) as session:
+            session.load_context().catalog
+        assert "tensorflow" not in sys.modules
+        from tensorflow.python.util import _pywrap_util_port
+
+        names = ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+        print(json.dumps({**{name: os.environ.get(name) for name in names}, "onednn": _pywrap_util_port.IsMklEnabled()}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_ENABLE_ONEDNN", "TF_NUM_"))}
+    result = subprocess.run([sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "TF_ENABLE_ONEDNN_OPTS": "1",
+        "TF_NUM_INTRAOP_THREADS": "1",
+        "TF_NUM_INTEROP_THREADS": "2",
+        "onednn": True,
+    }
+
+
+def test_a_bad_runtime_parameter_fails_before_the_run(project):
+    with pytest.raises(SpecError, match=r"`runtime\.intra_op_threads` must be a positive whole number"):
+        run_session(project, ["data_processing"], {"runtime.intra_op_threads": 0})
+    assert not (project / "data/08_reporting/data_summary.json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fashion_cnn.architecture import SpecError, build_model, model_summary
+from fashion_cnn.hooks import runtime_environment
 from fashion_cnn.training import compile_model, merge_training_settings
 from fashion_cnn.variants import find_variants, is_convolutional, load_parameters
 
@@ -129,3 +130,26 @@ def test_reading_the_variants_keeps_the_sessions_resolvers(tmp_path):
     session_resolver = BaseContainer._resolvers["globals"]
     assert "cnn" in load_variants()
     assert BaseContainer._resolvers["globals"] is session_resolver
+
+
+def test_runtime_parameters_map_to_tensorflows_environment():
+    assert runtime_environment({"onednn": True, "intra_op_threads": 2, "inter_op_threads": None}) == {
+        "TF_ENABLE_ONEDNN_OPTS": "1",
+        "TF_NUM_INTRAOP_THREADS": "2",
+    }
+    assert runtime_environment({"onednn": False}) == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert runtime_environment(None) == {}
+
+
+@pytest.mark.parametrize(
+    ("runtime", "message"),
+    [
+        ({"intra_op_threads": 0}, r"`runtime\.intra_op_threads` must be a positive whole number"),
+        ({"inter_op_threads": "two"}, r"`runtime\.inter_op_threads` must be a positive whole number"),
+        ({"onednn": "yes"}, r"`runtime\.onednn` must be true, false or null"),
+        ({"one_dnn": True}, r"Unknown `runtime` setting\(s\) \['one_dnn'\]"),
+    ],
+)
+def test_bad_runtime_parameters_are_named(runtime, message):
+    with pytest.raises(SpecError, match=message):
+        runtime_environment(runtime)
