@@ -1,0 +1,175 @@
+"""Where the time of a ``kedro run`` goes: one log line at its end, for users and the benchmarks.
+
+    Run timings: wall 96.4 s = start-up 3.1 s + TensorFlow import 5.2 s + checks 0.4 s + data 1.2 s
+    + training 81.0 s (fit 80.3 s) + evaluation 1.1 s + reporting 2.1 s + loading 0.5 s + saving 0.7 s
+    + hooks 1.1 s; overhead 10.5 s (the wall time less the TensorFlow import, the fit and the evaluation)
+
+* start-up: from the start of the process (Linux) or of the session to the first
+  ``before_pipeline_run``: Kedro's CLI and plugins, configuration, catalog.
+* TensorFlow import: timed here, before the spec check needs it (the notebook pays it too).
+* checks: the rest of ``before_pipeline_run`` (the spec check, tracking's run) up to the first node.
+* data / training / evaluation / reporting: node time of the data-processing nodes, the
+  ``train_model`` nodes (fit = the epochs' own seconds), the ``evaluate_model`` nodes, and the
+  rest (figures, tables, the comparison). With ThreadRunner node times overlap and add up to
+  more than the wall time; under ParallelRunner nodes run in other processes and only the
+  start-up and the total are known.
+* loading / saving: the catalog's loads and saves between nodes.
+* hooks: the remainder, mostly other hooks (MLflow logging) and the runner's bookkeeping.
+
+The overhead leaves out what any script that trains and tests the model needs (importing
+TensorFlow, the fit, one pass over the test set), so that it can be compared with the
+notebook's own code, whose overhead is then Python's start, the data load and ``/ 255.0``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
+
+PHASES = ("start-up", "TensorFlow import", "checks", "data", "training", "evaluation", "reporting",
+          "loading", "saving", "hooks")
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux ``/proc``), or None where that is unknown."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: start time
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def phase_of(node: Any) -> str:
+    if (node.namespace or "").split(".")[0] == "data_processing":
+        return "data"
+    function = getattr(node.func, "__name__", "") or type(node.func).__name__
+    name = node.name.rsplit(".", 1)[-1]
+    if "train_model" in (function, name):
+        return "training"
+    if "evaluate_model" in (function, name):
+        return "evaluation"
+    return "reporting"
+
+
+def fit_seconds(outputs: dict[str, Any]) -> float:
+    """The epochs' own seconds, from a ``training_history`` output with a ``seconds`` column."""
+    total = 0.0
+    for name, value in outputs.items():
+        if name.rsplit(".", 1)[-1] == "training_history" and "seconds" in getattr(value, "columns", ()):
+            total += float(value["seconds"].sum())
+    return total
+
+
+class RunTimingsHook:
+    """Time the phases of each run and log them once, after the pipeline ran."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.last: dict[str, float] | None = None  # the last run's figures, for tests and notebooks
+        self._reset()
+
+    def _reset(self) -> None:
+        self._times = dict.fromkeys(PHASES, 0.0)
+        self._fit = 0.0
+        self._started: dict[tuple[Any, ...], float] = {}
+        self._run_start = self._first_node = None
+        self._nodes = 0
+
+    def _begin(self, *key: Any) -> None:
+        self._started[(*key, threading.get_ident())] = time.perf_counter()
+
+    def _end(self, phase: str, *key: Any) -> None:
+        start = self._started.pop((*key, threading.get_ident()), None)
+        if start is not None:
+            with self._lock:
+                self._times[phase] += time.perf_counter() - start
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._session_start = time.perf_counter()
+
+    # tryfirst, and registered after the spec check so that pluggy calls it before that check.
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        self._reset()
+        now = time.perf_counter()
+        age = process_age()
+        self._run_start = now
+        self._process_start = now - age if age is not None else getattr(self, "_session_start", now)
+        self._times["start-up"] = now - self._process_start
+        trains = any(phase_of(node) == "training" for node in pipeline.nodes)
+        if trains and "keras" not in sys.modules:
+            import keras  # noqa: F401 - imported here to time it; the spec check needs it next
+
+            self._times["TensorFlow import"] = time.perf_counter() - now
+        self._checks_start = time.perf_counter()
+
+    @hook_impl(trylast=True)  # after other hooks' set-up (tracking starts its runs there)
+    def before_node_run(self, node: Any) -> None:
+        if self._first_node is None:
+            self._first_node = time.perf_counter()
+            self._times["checks"] = self._first_node - self._checks_start
+        self._begin("node", node.name)
+
+    @hook_impl(tryfirst=True)
+    def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
+        self._end(phase_of(node), "node", node.name)
+        fit = fit_seconds(outputs)
+        with self._lock:
+            self._fit += fit
+            self._nodes += 1
+
+    @hook_impl(tryfirst=True)
+    def on_node_error(self, node: Any) -> None:
+        self._started.pop(("node", node.name, threading.get_ident()), None)
+
+    @hook_impl(trylast=True)
+    def before_dataset_loaded(self, dataset_name: str) -> None:
+        self._begin("load", dataset_name)
+
+    @hook_impl(tryfirst=True)
+    def after_dataset_loaded(self, dataset_name: str) -> None:
+        self._end("loading", "load", dataset_name)
+
+    @hook_impl(trylast=True)
+    def before_dataset_saved(self, dataset_name: str) -> None:
+        self._begin("save", dataset_name)
+
+    @hook_impl(tryfirst=True)
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        self._end("saving", "save", dataset_name)
+
+    @hook_impl(trylast=True)  # after tracking has finished its runs
+    def after_pipeline_run(self) -> None:
+        if self._run_start is None:
+            return
+        wall = time.perf_counter() - self._process_start
+        times = dict(self._times)
+        self._run_start = None
+        if not self._nodes:  # ParallelRunner: the nodes ran, and were timed, in its worker processes
+            self.last = {"wall": wall, "start-up": times["start-up"], "TensorFlow import": times["TensorFlow import"]}
+            logger.info("Run timings: wall %.1f s, start-up %.1f s; the nodes ran in other processes.",
+                        wall, times["start-up"])
+            return
+        accounted = sum(value for key, value in times.items() if key not in ("start-up", "hooks"))
+        times["hooks"] = max(0.0, wall - times["start-up"] - accounted)
+        overhead = wall - times["TensorFlow import"] - self._fit - times["evaluation"]
+        self.last = {"wall": wall, **times, "fit": self._fit, "overhead": overhead}
+        parts = " + ".join(
+            f"{key} {value:.1f} s" + (f" (fit {self._fit:.1f} s)" if key == "training" else "")
+            for key, value in times.items()
+        )
+        logger.info(
+            "Run timings: wall %.1f s = %s; overhead %.1f s (the wall time less the TensorFlow import, "
+            "the fit and the evaluation)", wall, parts, overhead,
+        )
