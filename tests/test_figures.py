@@ -84,8 +84,12 @@ def test_bad_grid_settings_fail_before_rendering(small_cnn, images, change, mess
 
 def test_kernels_figure_shows_every_first_layer_filter(small_cnn):
     figure = plot_first_layer_kernels(small_cnn)
-    shown = [ax for ax in figure.axes if ax.images]
-    assert len(shown) == 8 and shown[0].images[0].get_array().shape == (3, 3)
+    mosaic = figure.axes[0].images[0].get_array()
+    kernels = next(layer for layer in small_cnn.layers if layer.get_weights()).get_weights()[0][:, :, 0, :]  # 8 of 3x3
+    assert mosaic.shape == (3, 8 * 4 - 1)
+    for index in range(8):
+        np.testing.assert_array_equal(mosaic[:, index * 4 : index * 4 + 3], kernels[:, :, index])
+    assert [text.get_text() for text in figure.axes[0].texts] == [str(i) for i in range(8)]
 
 
 def test_confusion_matrix_and_per_class_table():

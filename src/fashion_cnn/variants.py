@@ -6,6 +6,7 @@ registry reads them here, so a variant added in YAML gets its pipelines without 
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,19 +56,38 @@ def project_path() -> Path:
     return find_kedro_project(Path.cwd()) or Path(__file__).resolve().parents[2]
 
 
+_read_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
 def load_parameters(env: str | None = None) -> dict[str, Any]:
-    """The project's parameters through its configured config loader (base + ``env``)."""
+    """The project's parameters through its configured config loader (base + ``env``).
+
+    The pipeline registry asks twice per command (the variants and the comparison pipelines);
+    a second read of unchanged files comes from a cache keyed by every YAML file's mtime and size.
+    """
+    from kedro.framework.project import settings
+
+    conf_source = project_path() / settings.CONF_SOURCE
+    env = env or os.environ.get("KEDRO_ENV")
+    files = sorted(conf_source.rglob("*.y*ml")) if conf_source.is_dir() else []
+    key = (str(conf_source), env, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    if key not in _read_cache:
+        _read_cache.clear()
+        _read_cache[key] = _read_parameters(conf_source, env)
+    return copy.deepcopy(_read_cache[key])
+
+
+def _read_parameters(conf_source: Path, env: str | None) -> dict[str, Any]:
     from kedro.framework.project import settings
     from omegaconf.basecontainer import BaseContainer
 
-    conf_source = project_path() / settings.CONF_SOURCE
     # A config loader registers OmegaConf's `globals`/`runtime_params` resolvers process-wide;
     # keep the session's own (with its --env and --params) in force after this read.
     resolvers = dict(BaseContainer._resolvers)
     try:
         loader = settings.CONFIG_LOADER_CLASS(
             conf_source=str(conf_source),
-            env=env or os.environ.get("KEDRO_ENV"),
+            env=env,
             **settings.CONFIG_LOADER_ARGS,
         )
         return dict(loader["parameters"])
