@@ -19,6 +19,19 @@ def test_normalise_is_float32_in_unit_range_with_a_channel_axis():
     np.testing.assert_array_equal(normalised[..., 0], (images / 255.0).astype(np.float32))
 
 
+def test_normalise_in_float32_matches_the_notebooks_float64_for_every_pixel_value():
+    every_value = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    ours, notebook = normalise_images(every_value, "float32"), normalise_images(every_value, "float64")
+    assert notebook.dtype == np.float64
+    np.testing.assert_array_equal(notebook[..., 0], every_value / 255.0)
+    np.testing.assert_array_equal(ours, notebook.astype(np.float32))
+
+
+def test_normalise_names_a_bad_pixel_dtype():
+    with pytest.raises(ValueError, match=r"`data\.pixel_dtype` must be one of \['float32', 'float64'\], got 'float16'"):
+        normalise_images(np.zeros((1, 2, 2), dtype=np.uint8), "float16")
+
+
 def test_subset_keeps_the_first_examples(idx_arrays):
     train_x, train_y, test_x, test_y = select_subset(idx_arrays, 12, None)
     assert train_x.shape == (12, 28, 28) and train_y.tolist() == idx_arrays["train_labels"][:12].tolist()

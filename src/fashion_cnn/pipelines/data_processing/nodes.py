@@ -57,12 +57,20 @@ def select_subset(
     )
 
 
-def normalise_images(images: np.ndarray) -> np.ndarray:
-    """Scale uint8 pixels to float32 in [0, 1] and add a channel axis: (n, 28, 28, 1).
+PIXEL_DTYPES = ("float32", "float64")
 
-    The notebook divides by 255.0 and gets float64; dividing in float32 gives the same
-    float32 values Keras would train on, without a float64 copy of the data set.
+
+def normalise_images(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """Scale uint8 pixels to [0, 1] and add a channel axis: (n, 28, 28, 1).
+
+    float32 (the default) divides in float32: exactly the float32 values Keras trains on after
+    the notebook's float64 ``/ 255.0``, without a float64 copy of the data set. float64 is the
+    notebook's own array, for comparisons (Keras then converts every batch it trains on).
     """
+    if dtype not in PIXEL_DTYPES:
+        raise ValueError(f"Parameter `data.pixel_dtype` must be one of {list(PIXEL_DTYPES)}, got {dtype!r}.")
+    if dtype == "float64":
+        return images[..., np.newaxis] / 255.0
     return np.divide(images[..., np.newaxis], 255, dtype=np.float32)
 
 

@@ -20,8 +20,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["train_images_uint8", "train_labels", "test_images_uint8", "test_labels"],
                 name="select_subset",
             ),
-            node(normalise_images, "train_images_uint8", "train_images", name="normalise_train_images"),
-            node(normalise_images, "test_images_uint8", "test_images", name="normalise_test_images"),
+            node(
+                normalise_images,
+                ["train_images_uint8", "params:data.pixel_dtype"],
+                "train_images",
+                name="normalise_train_images",
+            ),
+            node(
+                normalise_images,
+                ["test_images_uint8", "params:data.pixel_dtype"],
+                "test_images",
+                name="normalise_test_images",
+            ),
             node(
                 tabulate_first_test_labels,
                 inputs=[
