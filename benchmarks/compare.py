@@ -1,12 +1,18 @@
 """Benchmark: the notebook's own code against `kedro run`, interleaved, on the same data.
 
-    python benchmarks/compare.py                 # cnn and dense, 2 rounds
-    python benchmarks/compare.py --rounds 3 --models cnn --fast
+    python benchmarks/compare.py                          # cnn and dense, 2 rounds
+    python benchmarks/compare.py --rounds 3 --models cnn --fast --tracking
 
-For each job it prints wall seconds, seconds per epoch, test accuracy and peak RSS, and the
-ratio pipeline / notebook (below 1 = the pipeline is faster). The notebook scripts read the
-data through keras.datasets from a private KERAS_HOME filled from the local copy, so nothing
-is downloaded; the pipeline runs in a throwaway copy of the project with default parameters.
+For each job it prints wall seconds, seconds per epoch, test accuracy, peak RSS, the overhead
+(the wall time less the TensorFlow import, the fit and the test-set evaluation, which any
+script that trains this model needs) and the ratio pipeline / notebook (below 1 = faster).
+For `kedro run` it also prints where the rest went (the project's RunTimingsHook log line).
+
+The notebook scripts read the data through keras.datasets from a private KERAS_HOME filled
+from the local copy, so nothing is downloaded. `kedro run` runs in a throwaway copy of the
+project with default parameters, as installed by the README's main command (`pip install -e .`):
+the `tracking` and `airflow` extras, if installed here, are hidden (benchmarks/kedro_without.py);
+`--tracking` also times it with kedro-mlflow active.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -28,6 +35,8 @@ PROJECT = HERE.parent
 DATA_FOLDERS = (PROJECT / "data/01_raw/fashion-mnist", Path("/usr/share/datasets/fashion-mnist"))
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
          "t10k-labels-idx1-ubyte.gz")
+EXTRAS = ("kedro-mlflow", "kedro-airflow")
+TIMINGS = re.compile(r"Run timings: wall ([\d.]+) s = (.*?); overhead ([\d.]+) s")
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[float, float]:
@@ -47,17 +56,42 @@ def notebook(model: str, workdir: Path, env: dict[str, str]) -> dict:
     wall, rss = run([sys.executable, str(HERE / f"notebook_{model}.py")], workdir, env, log)
     line = next(line for line in log.read_text().splitlines() if line.startswith("BENCHMARK "))
     result = json.loads(line.removeprefix("BENCHMARK "))
-    return {"wall": wall, "rss": rss, "per_epoch": result["fit_seconds"] / result["epochs"],
-            "fit": result["fit_seconds"], "test_accuracy": result["test_accuracy"]}
+    fit = result["fit_seconds"]
+    return {"wall": wall, "rss": rss, "per_epoch": fit / result["epochs"], "fit": fit,
+            "test_accuracy": result["test_accuracy"],
+            "overhead": wall - result["import_seconds"] - fit - result["evaluate_seconds"]}
 
 
-def pipeline(model: str, project: Path, env: dict[str, str], kedro_env: str | None = None) -> dict:
-    command = ["kedro", "run", "--pipeline", model] + (["--env", kedro_env] if kedro_env else [])
-    wall, rss = run(command, project, env, project / f"kedro_{model}_{kedro_env or 'base'}.log")
+def run_timings(log: Path) -> dict[str, float]:
+    """The phases of RunTimingsHook's line: {"start-up": 2.1, ..., "fit": 80.3, "overhead": 7.0}."""
+    text = re.sub(r"\s+", " ", log.read_text())
+    match = TIMINGS.search(text)
+    if match is None:
+        sys.exit(f"no 'Run timings' line in {log}")
+    phases = {"wall (hook)": float(match[1]), "overhead": float(match[3])}
+    for part in match[2].split(" + "):
+        name, seconds = re.match(r"(.+?) ([\d.]+) s", part).groups()
+        phases[name] = float(seconds)
+        if fit := re.search(r"\(fit ([\d.]+) s\)", part):
+            phases["fit"] = float(fit[1])
+    return phases
+
+
+def pipeline(model: str, project: Path, env: dict[str, str], kedro_env: str | None = None,
+             tracking: bool = False) -> dict:
+    launcher = ["kedro"] if tracking else [sys.executable, str(HERE / "kedro_without.py"), *EXTRAS, "--"]
+    command = [*launcher, "run", "--pipelines", model] + (["--env", kedro_env] if kedro_env else [])
+    log = project / f"kedro_{model}_{kedro_env or 'base'}{'_tracking' if tracking else ''}.log"
+    wall, rss = run(command, project, env, log)
     metrics_file = sorted((project / f"data/08_reporting/{model}/metrics.json").glob("*/metrics.json"))[-1]
     metrics = json.loads(metrics_file.read_text())
+    phases = run_timings(log)
+    # The hook's clock stops at the end of the run; the process still shuts down after it.
+    phases["shutdown"] = wall - phases["wall (hook)"]
+    overhead = wall - phases["TensorFlow import"] - phases["fit"] - phases["evaluation"]
     return {"wall": wall, "rss": rss, "per_epoch": metrics["seconds_per_epoch"], "fit": metrics["training_seconds"],
-            "test_accuracy": metrics["test_accuracy"], "epochs": metrics["epochs_run"]}
+            "test_accuracy": metrics["test_accuracy"], "epochs": metrics["epochs_run"], "overhead": overhead,
+            "phases": phases}
 
 
 def project_copy(root: Path) -> Path:
@@ -88,17 +122,22 @@ def keras_home(root: Path) -> Path:
     return target.parents[1]
 
 
-def summary(label: str, runs: list[dict], reference: list[dict] | None) -> str:
-    def median(key: str) -> float:
-        return statistics.median(r[key] for r in runs)
+def median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
 
-    text = (f"{label:<34} wall {median('wall'):7.1f} s   per epoch {median('per_epoch'):6.2f} s   "
-            f"overhead {median('wall') - median('fit'):5.1f} s (wall - fit)   test acc {median('test_accuracy'):.4f}   "
-            f"peak RSS {median('rss'):.2f} GB")
+
+def summary(label: str, runs: list[dict], reference: list[dict] | None) -> str:
+    text = (f"{label:<44} wall {median(runs, 'wall'):6.1f} s  per epoch {median(runs, 'per_epoch'):5.2f} s  "
+            f"overhead {median(runs, 'overhead'):4.1f} s  test acc {median(runs, 'test_accuracy'):.4f}  "
+            f"peak RSS {median(runs, 'rss'):.2f} GB")
     if reference:
-        ref_wall = statistics.median(r["wall"] for r in reference)
-        ref_epoch = statistics.median(r["per_epoch"] for r in reference)
-        text += f"\n{'':<34} ratio to notebook: wall {median('wall') / ref_wall:.2f}, per epoch {median('per_epoch') / ref_epoch:.2f}"
+        text += (f"\n{'':<44} ratio to the notebook: wall {median(runs, 'wall') / median(reference, 'wall'):.2f}, "
+                 f"per epoch {median(runs, 'per_epoch') / median(reference, 'per_epoch'):.2f}; overhead "
+                 f"{median(runs, 'overhead') - median(reference, 'overhead'):+.1f} s")
+    if runs[0].get("phases"):
+        names = [name for name in runs[0]["phases"] if name not in ("wall (hook)", "overhead")]
+        phases = ", ".join(f"{name} {statistics.median(r['phases'][name] for r in runs):.1f}" for name in names)
+        text += f"\n{'':<44} where the time went (s, medians): {phases}"
     return text
 
 
@@ -106,39 +145,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=["cnn", "dense"], choices=["cnn", "dense"])
-    parser.add_argument("--fast", action="store_true", help="also time `kedro run --pipeline cnn --env fast`")
+    parser.add_argument("--fast", action="store_true", help="also time `kedro run --pipelines cnn --env fast`")
+    parser.add_argument("--tracking", action="store_true", help="also time `kedro run` with kedro-mlflow active")
     parser.add_argument("--keep", action="store_true", help="keep the work folder with the logs")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="fashion_cnn_bench_"))
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "KERAS_HOME": str(keras_home(root))}
+    # A wide console: Rich must not wrap the timings line.
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "KERAS_HOME": str(keras_home(root)), "COLUMNS": "1000"}
     project = project_copy(root)
     results: dict[str, list[dict]] = {}
+    labels: dict[str, list[str]] = {}  # model -> its job labels, notebook first
     imports: list[float] = []
     for round_number in range(1, args.rounds + 1):
         imports.append(run([sys.executable, "-c", "import tensorflow, keras"], root, env, root / "import.log")[0])
         for model in args.models:
             jobs = [(f"notebook {model}", lambda m=model: notebook(m, root, env)),
-                    (f"kedro run --pipeline {model}", lambda m=model: pipeline(m, project, env))]
+                    (f"kedro run --pipelines {model}", lambda m=model: pipeline(m, project, env))]
             if args.fast and model == "cnn":
-                jobs.append(("kedro run --pipeline cnn --env fast", lambda: pipeline("cnn", project, env, "fast")))
+                jobs.append(("kedro run --pipelines cnn --env fast", lambda: pipeline("cnn", project, env, "fast")))
+            if args.tracking:
+                jobs.append((f"kedro run --pipelines {model} (MLflow tracking)",
+                             lambda m=model: pipeline(m, project, env, tracking=True)))
+            labels[model] = [label for label, _ in jobs]
             for label, job in jobs:
                 result = job()
                 results.setdefault(label, []).append(result)
-                print(f"round {round_number}: {label:<36} wall {result['wall']:6.1f} s, "
-                      f"per epoch {result['per_epoch']:5.2f} s, test acc {result['test_accuracy']:.4f}, "
-                      f"RSS {result['rss']:.2f} GB", flush=True)
+                print(f"round {round_number}: {label:<46} wall {result['wall']:6.1f} s, "
+                      f"per epoch {result['per_epoch']:5.2f} s, overhead {result['overhead']:4.1f} s, "
+                      f"test acc {result['test_accuracy']:.4f}, RSS {result['rss']:.2f} GB", flush=True)
 
     print(f"\nMedians over {args.rounds} interleaved round(s); {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
-    tf_import = statistics.median(imports)
-    print(f"`python -c 'import tensorflow, keras'` alone: {tf_import:.1f} s (part of every job's overhead)")
+    print(f"`python -c 'import tensorflow, keras'` alone: {statistics.median(imports):.1f} s")
     for model in args.models:
-        reference = results[f"notebook {model}"]
-        print(summary(f"notebook {model}", reference, None))
-        print(summary(f"kedro run --pipeline {model}", results[f"kedro run --pipeline {model}"], reference))
-        if args.fast and model == "cnn":
-            print(summary("kedro run --pipeline cnn --env fast", results["kedro run --pipeline cnn --env fast"], reference))
+        reference, *others = labels[model]
+        print(summary(reference, results[reference], None))
+        for label in others:
+            print(summary(label, results[label], results[reference]))
     if args.keep:
         print(f"\nlogs: {root}")
     else:

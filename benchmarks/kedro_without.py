@@ -1,0 +1,27 @@
+"""`kedro` as if some distributions were not installed: ``python kedro_without.py DIST... -- ARGS``.
+
+benchmarks/compare.py uses it to time the README's main command (`pip install -e .`, no
+extras) in an environment that also has the `tracking` and `airflow` extras: the hidden
+distributions' entry points (CLI commands, hooks) are not loaded, so Kedro neither imports
+nor runs them, exactly as when they are absent.
+"""
+
+import importlib.metadata
+import sys
+
+separator = sys.argv.index("--")
+hidden = {name.lower().replace("_", "-") for name in sys.argv[1:separator]}
+_all_distributions = importlib.metadata.distributions
+
+
+def distributions(**kwargs):
+    return (d for d in _all_distributions(**kwargs)
+            if (d.metadata["Name"] or "").lower().replace("_", "-") not in hidden)
+
+
+importlib.metadata.distributions = distributions  # entry_points() and pluggy both read through it
+sys.argv = ["kedro", *sys.argv[separator + 1:]]
+
+from kedro.framework.cli import main  # noqa: E402
+
+main()
