@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import yaml
 from conftest import QUICK, run_session
 
 from fashion_cnn.architecture import SpecError
+from fashion_cnn.settings import HOOKS
+from fashion_cnn.timing import RunTimingsHook
 from fashion_cnn.pipelines.data_processing.nodes import normalise_images
 
 CNN_QUICK = {"data.train_limit": 2000, "data.test_limit": 500, "cnn.training.epochs": 1, "cnn.training.verbose": 0}
@@ -26,8 +29,24 @@ def latest(path_pattern, project):
     return matches[-1]
 
 
-def test_cnn_run_persists_everything_and_the_model_reloads(project):
+def test_cnn_run_persists_everything_and_the_model_reloads(project, caplog):
+    caplog.set_level(logging.INFO, logger="fashion_cnn.timing")
     catalog = run_session(project, ["cnn"], CNN_QUICK)
+
+    # The run's timings: one log line, and phases that add up.
+    timings = next(hook for hook in HOOKS if isinstance(hook, RunTimingsHook)).last
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "fashion_cnn.timing"] == ["Run timings"]
+    phases = [name for name in timings if name not in ("wall", "fit", "overhead")]
+    assert phases == ["start-up", "TensorFlow import", "checks", "data", "training", "evaluation", "reporting",
+                      "loading", "saving", "hooks"]
+    assert all(timings[name] >= 0 for name in phases)
+    assert sum(timings[name] for name in phases) == pytest.approx(timings["wall"], abs=0.01)
+    history_seconds = pd.read_csv(project / "data/07_model_output/cnn/training_history.csv")["seconds"].sum()
+    assert timings["fit"] == pytest.approx(history_seconds) and 0 < timings["fit"] < timings["training"]
+    assert timings["data"] > 0 and timings["evaluation"] > 0 and timings["saving"] > 0 and timings["loading"] > 0
+    assert timings["overhead"] == pytest.approx(
+        timings["wall"] - timings["TensorFlow import"] - timings["fit"] - timings["evaluation"]
+    )
 
     metrics = json.loads(latest("data/08_reporting/cnn/metrics.json/*/metrics.json", project).read_text())
     assert metrics["variant"] == "cnn" and metrics["epochs_run"] == 1 and metrics["test_images"] == 500
