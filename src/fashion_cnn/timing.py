@@ -1,14 +1,15 @@
 """Where the time of a ``kedro run`` goes: one log line at its end, for users and the benchmarks.
 
-    Run timings: wall 96.4 s = start-up 3.1 s + TensorFlow import 5.2 s + checks 0.4 s + data 1.2 s
-    + training 81.0 s (fit 80.3 s) + evaluation 1.1 s + reporting 2.1 s + loading 0.5 s + saving 0.7 s
-    + hooks 1.1 s; overhead 10.5 s (the wall time less the TensorFlow import, the fit and the evaluation)
+    Run timings: wall 97.8 s = start-up 2.4 s + TensorFlow import 5.4 s + checks 1.0 s + data 0.7 s
+    + training 83.9 s (fit 83.6 s) + evaluation 1.0 s + reporting 0.3 s + loading 1.0 s + saving 1.9 s
+    + hooks 0.1 s; overhead 7.8 s (the wall time less the TensorFlow import, the fit and the evaluation)
 
 * start-up: from the start of the ``kedro`` process (on Linux; else from the session's
   context) to ``before_pipeline_run``: Kedro's CLI and plugins, configuration, catalog. In a
   notebook or another Python process, from the session's context.
 * TensorFlow import: timed here, before the spec check needs it (the notebook pays it too).
-* checks: the rest of ``before_pipeline_run`` (the spec check, tracking's run) up to the first node.
+* checks: the rest of ``before_pipeline_run`` (the spec check, tracking's run) up to the first
+  node, including the runner creating the run's datasets (which imports pandas and matplotlib).
 * data / training / evaluation / reporting: node time of the data-processing nodes, the
   ``train_model`` nodes (fit = the epochs' own seconds), the ``evaluate_model`` nodes, and the
   rest (figures, tables, the comparison). With ThreadRunner node times overlap and add up to
