@@ -15,17 +15,21 @@ the peak RSS.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
-from compare import EXTRAS, HERE, project_copy, run
+from compare import (
+    benchmark_env,
+    clean_up,
+    kedro_command,
+    latest_metrics,
+    project_copy,
+    run,
+)
 
 CONFIGURATIONS = {
     "defaults": {},
@@ -40,16 +44,14 @@ CONFIGURATIONS = {
 }
 
 
-def measure(project: Path, env: dict[str, str], name: str, params: dict, epochs: int) -> dict:
+def measure(project: Path, env: dict[str, str], params: dict, epochs: int) -> dict:
     settings = {**params, "cnn.training.epochs": epochs}
     option = ",".join(f"{key}={str(value).lower() if isinstance(value, bool) else value}"
                       for key, value in settings.items())
-    command = [sys.executable, str(HERE / "kedro_without.py"), *EXTRAS, "--", "run", "--pipelines", "cnn",
-               "--params", option]
+    command = [*kedro_command(), "run", "--pipelines", "cnn", "--params", option]
     _, rss = run(command, project, env, project / f"ablation_{len(os.listdir(project))}.log")
     history = pd.read_csv(project / "data/07_model_output/cnn/training_history.csv")
-    metrics_file = sorted((project / "data/08_reporting/cnn/metrics.json").glob("*/metrics.json"))[-1]
-    metrics = json.loads(metrics_file.read_text())
+    metrics = latest_metrics(project, "cnn")
     return {"epochs": history["seconds"].tolist(), "train_loss": float(history["loss"].iloc[-1]),
             "test_accuracy": metrics["test_accuracy"], "rss": rss}
 
@@ -63,13 +65,11 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="fashion_cnn_ablation_"))
     project = project_copy(root)
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "1000"}
-    for variable in ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        env.pop(variable, None)  # the parameters must decide
+    env = benchmark_env()
     results: dict[str, list[dict]] = {}
     for round_number in range(1, args.rounds + 1):
         for name, params in CONFIGURATIONS.items():
-            result = measure(project, env, name, params, args.epochs)
+            result = measure(project, env, params, args.epochs)
             results.setdefault(name, []).append(result)
             seconds = ", ".join(f"{value:.2f}" for value in result["epochs"])
             print(f"round {round_number}: {name:<42} epochs {seconds} s, train loss {result['train_loss']:.4f}, "
@@ -92,10 +92,7 @@ def main() -> None:
         print(f"{name:<42} {min(epochs(name)):8.2f} s {min(epochs(name)) / base:10.2f}x "
               f"{statistics.median(epochs(name)):10.2f} s {median(name, 'train_loss'):10.4f} "
               f"{median(name, 'test_accuracy'):8.4f} {median(name, 'rss'):6.2f}")
-    if args.keep:
-        print(f"\nlogs: {root}")
-    else:
-        shutil.rmtree(root)
+    clean_up(root, args.keep)
 
 
 if __name__ == "__main__":

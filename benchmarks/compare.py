@@ -39,6 +39,32 @@ EXTRAS = ("kedro-mlflow", "kedro-airflow")
 TIMINGS = re.compile(r"Run timings: wall ([\d.]+) s = (.*?); overhead ([\d.]+) s")
 
 
+def benchmark_env(**extra: str) -> dict[str, str]:
+    """This environment for the timed jobs: no telemetry, a console wide enough that Rich does not
+    wrap the timings line, and no TensorFlow variables of the user's (the parameters decide)."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "1000", **extra}
+    for variable in ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        env.pop(variable, None)
+    return env
+
+
+def kedro_command(tracking: bool = False) -> list[str]:
+    """`kedro`, as the README's main command installs it unless ``tracking``: extras hidden."""
+    return ["kedro"] if tracking else [sys.executable, str(HERE / "kedro_without.py"), *EXTRAS, "--"]
+
+
+def latest_metrics(project: Path, model: str) -> dict:
+    """The metrics of the variant's latest run (versioned JSON)."""
+    return json.loads(max((project / f"data/08_reporting/{model}/metrics.json").glob("*/metrics.json")).read_text())
+
+
+def clean_up(root: Path, keep: bool) -> None:
+    if keep:
+        print(f"\nlogs: {root}")
+    else:
+        shutil.rmtree(root)
+
+
 def run(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[float, float]:
     """Run ``command``; return (wall seconds, peak RSS in GB of that process tree's largest process)."""
     start = time.perf_counter()
@@ -79,12 +105,10 @@ def run_timings(log: Path) -> dict[str, float]:
 
 def pipeline(model: str, project: Path, env: dict[str, str], kedro_env: str | None = None,
              tracking: bool = False) -> dict:
-    launcher = ["kedro"] if tracking else [sys.executable, str(HERE / "kedro_without.py"), *EXTRAS, "--"]
-    command = [*launcher, "run", "--pipelines", model] + (["--env", kedro_env] if kedro_env else [])
+    command = [*kedro_command(tracking), "run", "--pipelines", model] + (["--env", kedro_env] if kedro_env else [])
     log = project / f"kedro_{model}_{kedro_env or 'base'}{'_tracking' if tracking else ''}.log"
     wall, rss = run(command, project, env, log)
-    metrics_file = sorted((project / f"data/08_reporting/{model}/metrics.json").glob("*/metrics.json"))[-1]
-    metrics = json.loads(metrics_file.read_text())
+    metrics = latest_metrics(project, model)
     phases = run_timings(log)
     # The hook's clock stops at the end of the run; the process still shuts down after it.
     phases["shutdown"] = wall - phases["wall (hook)"]
@@ -151,8 +175,7 @@ def main() -> None:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="fashion_cnn_bench_"))
-    # A wide console: Rich must not wrap the timings line.
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "KERAS_HOME": str(keras_home(root)), "COLUMNS": "1000"}
+    env = benchmark_env(KERAS_HOME=str(keras_home(root)))
     project = project_copy(root)
     results: dict[str, list[dict]] = {}
     labels: dict[str, list[str]] = {}  # model -> its job labels, notebook first
@@ -183,10 +206,7 @@ def main() -> None:
         print(summary(reference, results[reference], None))
         for label in others:
             print(summary(label, results[label], results[reference]))
-    if args.keep:
-        print(f"\nlogs: {root}")
-    else:
-        shutil.rmtree(root)
+    clean_up(root, args.keep)
 
 
 if __name__ == "__main__":
