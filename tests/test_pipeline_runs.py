@@ -16,9 +16,9 @@ import yaml
 from conftest import QUICK, run_session
 
 from fashion_cnn.architecture import SpecError
+from fashion_cnn.pipelines.data_processing.nodes import normalise_images
 from fashion_cnn.settings import HOOKS
 from fashion_cnn.timing import RunTimingsHook
-from fashion_cnn.pipelines.data_processing.nodes import normalise_images
 
 CNN_QUICK = {"data.train_limit": 2000, "data.test_limit": 500, "cnn.training.epochs": 1, "cnn.training.verbose": 0}
 

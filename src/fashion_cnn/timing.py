@@ -87,25 +87,29 @@ class RunTimingsHook:
         self._run_start = self._first_node = None
         self._nodes = 0
 
+    @staticmethod
+    def _key(*key: Any) -> tuple[Any, ...]:
+        return (*key, threading.get_ident())  # ThreadRunner: the same node or dataset name per thread
+
     def _begin(self, *key: Any) -> None:
-        self._started[(*key, threading.get_ident())] = time.perf_counter()
+        self._started[self._key(*key)] = time.perf_counter()
 
     def _end(self, phase: str, *key: Any) -> None:
-        start = self._started.pop((*key, threading.get_ident()), None)
+        start = self._started.pop(self._key(*key), None)
         if start is not None:
             with self._lock:
                 self._times[phase] += time.perf_counter() - start
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        self._session_start = time.perf_counter()
+        now = time.perf_counter()
         # A `kedro run` command: its start-up is the process's. In a notebook or a test, the
         # process is older than the session, and the session's context is the start.
         import click
 
         from_cli = click.get_current_context(silent=True) is not None
         age = process_age() if from_cli else None
-        self._process_start = self._session_start - age if age is not None else self._session_start
+        self._process_start = now - (age or 0.0)
 
     # tryfirst, and registered after the spec check so that pluggy calls it before that check.
     @hook_impl(tryfirst=True)
@@ -139,7 +143,7 @@ class RunTimingsHook:
 
     @hook_impl(tryfirst=True)
     def on_node_error(self, node: Any) -> None:
-        self._started.pop(("node", node.name, threading.get_ident()), None)
+        self._started.pop(self._key("node", node.name), None)
 
     @hook_impl(trylast=True)
     def before_dataset_loaded(self, dataset_name: str) -> None:

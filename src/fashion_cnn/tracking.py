@@ -242,9 +242,7 @@ class MlflowVariantRunsHook:
             return
         variant = self._variant_of(node)
         run_id = self._runs[variant] if variant else self._parent_id
-        prefix = variant + "." if variant else ""
-        local = dataset_name.removeprefix(prefix) if prefix else dataset_name
-        figures = list(_figures(local, data))
+        figures = list(_figures(_local_name(dataset_name, variant), data))
         if not figures:
             return
         client = self._client()
@@ -305,7 +303,7 @@ class MlflowVariantRunsHook:
         metrics: list[Metric] = []
         tags: dict[str, str] = {}
         for name, value in outputs.items():
-            local = name[len(variant) + 1 :] if name.startswith(variant + ".") else name
+            local = _local_name(name, variant)
             if local == "training_settings" and isinstance(value, Mapping):
                 params += [Param(key, _param_value(item)) for key, item in _flatten("training", value)]
                 client.log_dict(run_id, dict(value), "training_settings.json")
@@ -332,6 +330,11 @@ class MlflowVariantRunsHook:
             client.log_batch(run_id, metrics=metrics[start : start + 1000])
         if params or tags:
             client.log_batch(run_id, params=params, tags=[_tag(key, item) for key, item in tags.items()])
+
+
+def _local_name(dataset_name: str, variant: str | None) -> str:
+    """``cnn.metrics`` -> ``metrics`` for variant ``cnn``; names outside a variant stay whole."""
+    return dataset_name.removeprefix(variant + ".") if variant else dataset_name
 
 
 def _saved_file(catalog: Any, dataset_name: str) -> Path | None:

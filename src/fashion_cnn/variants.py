@@ -70,7 +70,8 @@ def load_parameters(env: str | None = None) -> dict[str, Any]:
     conf_source = project_path() / settings.CONF_SOURCE
     env = env or os.environ.get("KEDRO_ENV")
     files = sorted(conf_source.rglob("*.y*ml")) if conf_source.is_dir() else []
-    key = (str(conf_source), env, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    stats = [(str(f), f.stat()) for f in files]
+    key = (str(conf_source), env, tuple((name, stat.st_mtime_ns, stat.st_size) for name, stat in stats))
     if key not in _read_cache:
         _read_cache.clear()
         _read_cache[key] = _read_parameters(conf_source, env)
