@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
+from kedro.io import MemoryDataset
 
-from fashion_cnn.pipelines.data_processing.nodes import normalise_images, select_subset, validate_dataset
+from fashion_cnn.datasets import ReadOnlyArrays
+from fashion_cnn.pipelines.data_processing.nodes import (
+    normalise_images,
+    prepare_model_inputs,
+    select_subset,
+    validate_dataset,
+)
 
 CLASSES = [f"class {i}" for i in range(10)]
 
@@ -33,9 +43,32 @@ def test_normalise_names_a_bad_pixel_dtype():
 
 
 def test_subset_keeps_the_first_examples(idx_arrays):
-    train_x, train_y, test_x, test_y = select_subset(idx_arrays, 12, None)
-    assert train_x.shape == (12, 28, 28) and train_y.tolist() == idx_arrays["train_labels"][:12].tolist()
-    assert len(test_x) == len(test_y) == 10
+    subset = select_subset(idx_arrays, 12, None)
+    assert subset["train_images"].shape == (12, 28, 28)
+    assert subset["train_labels"].tolist() == idx_arrays["train_labels"][:12].tolist()
+    assert len(subset["test_images"]) == len(subset["test_labels"]) == 10
+
+
+def test_model_inputs_are_the_normalised_images_and_the_labels(idx_arrays):
+    train_x, train_y, test_x, test_y = prepare_model_inputs(select_subset(idx_arrays, 12, 4))
+    assert train_x.shape == (12, 28, 28, 1) and test_x.shape == (4, 28, 28, 1)
+    np.testing.assert_array_equal(test_x, normalise_images(idx_arrays["test_images"][:4]))
+    assert train_y.tolist() == idx_arrays["train_labels"][:12].tolist()
+    assert test_y.tolist() == idx_arrays["test_labels"][:4].tolist()
+
+
+def test_the_checked_data_passes_through_memory_datasets_without_copies_and_cannot_be_changed(idx_arrays):
+    checked, _ = validate_dataset(idx_arrays, CLASSES)
+    assert isinstance(checked, ReadOnlyArrays) and dict(checked).keys() == idx_arrays.keys()
+    memory = MemoryDataset()  # what Kedro puts between nodes; it deep-copies a plain dict on save and load
+    memory.save(checked)
+    assert memory.load() is checked and copy.deepcopy(checked) is checked
+    assert np.shares_memory(checked["train_images"], idx_arrays["train_images"])
+    with pytest.raises(ValueError, match="read-only"):
+        checked["train_labels"][0] = 3
+    sent = pickle.loads(pickle.dumps(checked))  # as ParallelRunner sends it to a worker
+    assert sent is not checked
+    np.testing.assert_array_equal(sent["train_images"], idx_arrays["train_images"])
 
 
 @pytest.mark.parametrize("limit", [0, -5, 2.5, "all", True])
@@ -46,7 +79,7 @@ def test_subset_rejects_bad_limits(idx_arrays, limit):
 
 def test_validation_summarises_classes(idx_arrays):
     data, summary = validate_dataset(idx_arrays, CLASSES)
-    assert data is idx_arrays
+    assert all(data[name] is not array and np.array_equal(data[name], array) for name, array in idx_arrays.items())
     assert summary["train"]["images"] == 30
     assert summary["train"]["images_per_class"]["class 0"] == 3
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
 
 # pandas loads inside the nodes, so that `kedro registry list` and other CLI calls that
 # import this module do not pay for them; the aliases keep the signatures readable and
@@ -13,9 +16,10 @@ DataFrame = Any  # pandas.DataFrame
 
 
 def validate_dataset(
-    raw: dict[str, np.ndarray], class_names: list[str]
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Check labels and classes beyond the file format; return the data and a summary of it."""
+    raw: Mapping[str, np.ndarray], class_names: list[str]
+) -> tuple[ReadOnlyArrays, dict[str, Any]]:
+    """Check labels and classes beyond the file format; return the data (read-only, so that
+    Kedro passes it on without copying) and a summary of it."""
     summary: dict[str, Any] = {"classes": list(class_names)}
     for split in ("train", "test"):
         images, labels = raw[f"{split}_images"], raw[f"{split}_labels"]
@@ -35,7 +39,7 @@ def validate_dataset(
             "pixel_mean": round(float(images.mean(dtype=np.float64)) / 255, 4),
             "images_per_class": dict(zip(class_names, counts.tolist(), strict=True)),
         }
-    return raw, summary
+    return ReadOnlyArrays(raw), summary
 
 
 def _check_limit(name: str, limit: Any) -> None:
@@ -43,18 +47,12 @@ def _check_limit(name: str, limit: Any) -> None:
         raise ValueError(f"Parameter `data.{name}` must be a positive whole number or null (all), got {limit!r}.")
 
 
-def select_subset(
-    raw: dict[str, np.ndarray], train_limit: int | None, test_limit: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def select_subset(raw: Mapping[str, np.ndarray], train_limit: int | None, test_limit: int | None) -> ReadOnlyArrays:
     """Keep the first ``train_limit``/``test_limit`` examples (null keeps all) for quick runs."""
     _check_limit("train_limit", train_limit)
     _check_limit("test_limit", test_limit)
-    return (
-        raw["train_images"][:train_limit],
-        raw["train_labels"][:train_limit],
-        raw["test_images"][:test_limit],
-        raw["test_labels"][:test_limit],
-    )
+    limits = {"train": train_limit, "test": test_limit}
+    return ReadOnlyArrays({name: array[: limits[name.split("_")[0]]] for name, array in raw.items()})
 
 
 PIXEL_DTYPES = ("float32", "float64")
@@ -72,6 +70,18 @@ def normalise_images(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
     if dtype == "float64":
         return images[..., np.newaxis] / 255.0
     return np.divide(images[..., np.newaxis], 255, dtype=np.float32)
+
+
+def prepare_model_inputs(
+    data: Mapping[str, np.ndarray], dtype: str = "float32"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised train images, train labels, normalised test images, test labels."""
+    return (
+        normalise_images(data["train_images"], dtype),
+        data["train_labels"],
+        normalise_images(data["test_images"], dtype),
+        data["test_labels"],
+    )
 
 
 def tabulate_first_test_labels(

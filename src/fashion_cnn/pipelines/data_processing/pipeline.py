@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import normalise_images, select_subset, tabulate_first_test_labels, validate_dataset
+from .nodes import prepare_model_inputs, select_subset, tabulate_first_test_labels, validate_dataset
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -17,20 +17,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 select_subset,
                 inputs=["fashion_mnist_validated", "params:data.train_limit", "params:data.test_limit"],
-                outputs=["train_images_uint8", "train_labels", "test_images_uint8", "test_labels"],
+                outputs="fashion_mnist_subset",
                 name="select_subset",
             ),
             node(
-                normalise_images,
-                ["train_images_uint8", "params:data.pixel_dtype"],
-                "train_images",
-                name="normalise_train_images",
-            ),
-            node(
-                normalise_images,
-                ["test_images_uint8", "params:data.pixel_dtype"],
-                "test_images",
-                name="normalise_test_images",
+                prepare_model_inputs,
+                inputs=["fashion_mnist_subset", "params:data.pixel_dtype"],
+                outputs=["train_images", "train_labels", "test_images", "test_labels"],
+                name="prepare_model_inputs",
             ),
             node(
                 tabulate_first_test_labels,
