@@ -1,4 +1,4 @@
-"""KerasModelDataset: the saved model is reused by the same dataset's later loads, and only then."""
+"""KerasModelDataset and KeptPickleDataset: a saved object is reused by the same dataset's later loads, and only then."""
 
 from __future__ import annotations
 
@@ -44,3 +44,23 @@ def test_a_load_of_another_version_reads_that_file(tmp_path):
     assert loaded is not second
     for ours, theirs in zip(first.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_model_inputs_saved_in_a_run_are_handed_on_read_only_and_written_for_other_runs(tmp_path):
+    from fashion_cnn.datasets import KeptPickleDataset
+
+    images = np.arange(12, dtype=np.float32).reshape(3, 2, 2, 1)
+    saving = KeptPickleDataset(filepath=str(tmp_path / "images.pkl"))
+    saving.save(images)
+    handed_on = saving.load()
+    assert np.shares_memory(handed_on, images) and not handed_on.flags.writeable
+    assert images.flags.writeable  # the node's own array is left as it was
+
+    for reader in (KeptPickleDataset(filepath=str(tmp_path / "images.pkl")),  # a later run
+                   pickle.loads(pickle.dumps(saving))):  # a ParallelRunner worker
+        from_file = reader.load()
+        assert not np.shares_memory(from_file, images)
+        np.testing.assert_array_equal(from_file, images)
+
+    saving.release()  # Kedro releases a dataset after its last use in the run
+    assert not np.shares_memory(saving.load(), images)

@@ -6,12 +6,12 @@ TensorFlow, which must wait until the project's hooks have set its runtime envir
 
 from __future__ import annotations
 
-from typing import Any
-
 from kedro_datasets.tensorflow import TensorFlowModelDataset
 
+from fashion_cnn.datasets.keep_saved import KeepSavedMixin
 
-class KerasModelDataset(TensorFlowModelDataset):
+
+class KerasModelDataset(KeepSavedMixin, TensorFlowModelDataset):
     """``tensorflow.TensorFlowModelDataset`` (versioned ``.keras`` files), plus: a load that would
     read the version this dataset object has just saved returns the saved model object instead.
 
@@ -19,22 +19,3 @@ class KerasModelDataset(TensorFlowModelDataset):
     deserialising the file three times. Loads of any other version, and loads in other
     processes (ParallelRunner workers, a later session), read the file as usual.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._just_saved: tuple[str | None, Any] | None = None
-
-    def save(self, data: Any) -> None:
-        super().save(data)
-        self._just_saved = (self.resolve_save_version(), data)
-
-    def load(self) -> Any:
-        if self._just_saved is not None:
-            version, model = self._just_saved
-            if version == self.resolve_load_version():
-                return model
-        return super().load()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Pickled to ParallelRunner's workers: the model stays here, they read the file.
-        return {**self.__dict__, "_just_saved": None}

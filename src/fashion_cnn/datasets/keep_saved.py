@@ -1,0 +1,47 @@
+"""Hand a just-saved object to the same process's later loads instead of reading the file back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class KeepSavedMixin:
+    """Mixin for a file dataset of kedro-datasets (versioned or not): a load of the version this
+    dataset object has just saved returns the saved object itself.
+
+    The file is still written, so ``--from-nodes``, ``--namespaces``, ParallelRunner workers and
+    later sessions read it as usual. NumPy arrays are kept as read-only views, so a node cannot
+    change what the next node loads (the nodes are pure; this makes it certain). The object is
+    dropped when Kedro releases the dataset after its last use.
+    """
+
+    _kept: tuple[Any, Any] | None = None
+
+    def save(self, data: Any) -> None:
+        super().save(data)  # type: ignore[misc]
+        self._kept = (self.resolve_save_version(), _read_only(data))  # type: ignore[attr-defined]
+
+    def load(self) -> Any:
+        if self._kept is not None:
+            version, data = self._kept
+            if version == self.resolve_load_version():  # type: ignore[attr-defined]
+                return data
+        return super().load()  # type: ignore[misc]
+
+    def _release(self) -> None:
+        super()._release()  # type: ignore[misc]
+        self._kept = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled to ParallelRunner's workers: the object stays here, they read the file.
+        return {**self.__dict__, "_kept": None}
+
+
+def _read_only(data: Any) -> Any:
+    if isinstance(data, np.ndarray):
+        view = data.view()
+        view.flags.writeable = False
+        return view
+    return data
