@@ -2,7 +2,9 @@
 (confusion matrix, per-class accuracy, learned kernels, learning curves).
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot state) and saved by the
-catalog's ``MatplotlibDataset``.
+catalog's ``MatplotlibDataset``. Their margins are fixed, in inches: a layout engine
+("constrained") draws every figure twice, which made saving the four of them take twice as
+long (about 1.3 s instead of 0.7 s).
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ import numpy as np
 # resolvable (Kedro evaluates node annotations).
 DataFrame = Any  # pandas.DataFrame
 Figure = Any  # matplotlib.figure.Figure
+
+
+def fixed_margins(figure: Figure, left: float, right: float, top: float, bottom: float,
+                  wspace: float = 0.0, hspace: float = 0.0) -> None:
+    """Place the subplots with margins and gaps given in inches (gaps as fractions of an axes)."""
+    width, height = figure.get_size_inches()
+    figure.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height,
+                           bottom=bottom / height, wspace=wspace, hspace=hspace)
 
 
 def model_layers(model: Any) -> list[Any]:
@@ -95,7 +105,8 @@ def render_activation_grid(
     if len(layers) == 1:
         activations = [activations]
 
-    figure = Figure(figsize=(2.4 * len(layers) + 0.6, 2.4 * len(indices) + 0.6), layout="constrained")
+    figure = Figure(figsize=(2.2 * len(layers) + 1.0, 2.2 * len(indices) + 1.0))
+    fixed_margins(figure, left=0.8, right=0.2, top=0.8, bottom=0.2, wspace=0.1, hspace=0.1)
     axes = figure.subplots(len(indices), len(layers), squeeze=False)
     for row, image_index in enumerate(indices):
         for col, layer in enumerate(layers):
@@ -138,7 +149,8 @@ def plot_first_layer_kernels(model: Any) -> Figure:
     columns = min(filters, 8)
     rows = -(-filters // columns)
     limit = float(np.abs(kernels).max()) or 1.0
-    figure = Figure(figsize=(1.1 * columns + 1.2, 1.1 * rows + 0.7), layout="constrained")
+    figure = Figure(figsize=(1.1 * columns + 1.2, 1.1 * rows + 0.7))
+    fixed_margins(figure, left=0.1, right=1.1, top=0.5, bottom=0.2)
     ax = figure.subplots()
     cmap = matplotlib.colormaps["coolwarm"].with_extremes(bad="white")
     image = ax.imshow(kernel_mosaic(kernels, columns), cmap=cmap, vmin=-limit, vmax=limit)
@@ -146,7 +158,7 @@ def plot_first_layer_kernels(model: Any) -> Figure:
         row, col = divmod(index, columns)
         ax.text(col * (width + 1) - 0.45, row * (height + 1) - 0.45, str(index), fontsize=7, va="top")
     ax.set_axis_off()
-    figure.colorbar(image, ax=ax, shrink=0.8)
+    figure.colorbar(image, cax=figure.add_axes((1 - 0.9 / figure.get_figwidth(), 0.15, 0.15 / figure.get_figwidth(), 0.7)))
     figure.suptitle(f"{model.name}: {filters} learned {height}x{width} kernels of {conv.name}")
     return figure
 
@@ -163,10 +175,11 @@ def plot_confusion_matrix(predictions: DataFrame, class_names: list[str]) -> Fig
     from matplotlib.figure import Figure
 
     counts = confusion_counts(predictions, len(class_names))
-    figure = Figure(figsize=(8, 7), layout="constrained")
+    figure = Figure(figsize=(8, 7))
+    fixed_margins(figure, left=1.3, right=1.3, top=0.5, bottom=1.3)
     ax = figure.subplots()
     image = ax.imshow(counts, cmap="Blues")
-    figure.colorbar(image, ax=ax, shrink=0.8)
+    figure.colorbar(image, ax=ax, shrink=0.8, pad=0.03)
     ticks = np.arange(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=45, ha="right")
     ax.set_yticks(ticks, class_names)
@@ -206,7 +219,8 @@ def plot_learning_curves(history: DataFrame) -> Figure:
     """Accuracy and loss per epoch, training against validation where a validation split was used."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 4), layout="constrained")
+    figure = Figure(figsize=(10, 4))
+    fixed_margins(figure, left=0.6, right=0.2, top=0.4, bottom=0.6, wspace=0.2)
     for ax, metric in zip(figure.subplots(1, 2), ("accuracy", "loss"), strict=True):
         if metric in history:
             ax.plot(history["epoch"], history[metric], marker="o", label=f"train {metric}")
