@@ -1,7 +1,7 @@
 """Benchmark: the notebook's own code against `kedro run`, interleaved, on the same data.
 
     python benchmarks/compare.py                          # cnn and dense, 2 rounds
-    python benchmarks/compare.py --rounds 3 --models cnn --fast --tracking
+    python benchmarks/compare.py --venv .venv-readme --fast --tracking   # the figures in the README
 
 For each job it prints wall seconds, seconds per epoch, test accuracy, peak RSS, the overhead
 (the wall time less the TensorFlow import, the fit and the test-set evaluation, which any
@@ -48,9 +48,23 @@ def benchmark_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def kedro_command(tracking: bool = False) -> list[str]:
-    """`kedro`, as the README's main command installs it unless ``tracking``: extras hidden."""
-    return ["kedro"] if tracking else [sys.executable, str(HERE / "kedro_without.py"), *EXTRAS, "--"]
+def kedro_command(tracking: bool = False, venv: Path | None = None) -> list[str]:
+    """`kedro` as the README's main command installs it (from ``venv``, else this environment with
+    the extras hidden), or with kedro-mlflow active if ``tracking``."""
+    if tracking:
+        return ["kedro"]
+    if venv:
+        return [str(venv / "bin/kedro")]
+    return [sys.executable, str(HERE / "kedro_without.py"), *EXTRAS, "--"]
+
+
+def readme_venv(venv: Path) -> Path:
+    """``venv``, created with the README's main install command if it has no `kedro` yet."""
+    if not (venv / "bin/kedro").is_file():
+        print(f"creating {venv}: python -m venv, then pip install -e {PROJECT}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "-e", str(PROJECT)], check=True)
+    return venv
 
 
 def latest_metrics(project: Path, model: str) -> dict:
@@ -77,9 +91,9 @@ def run(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[
     return wall, usage.ru_maxrss / 1e6  # Linux reports KB
 
 
-def notebook(model: str, workdir: Path, env: dict[str, str]) -> dict:
+def notebook(model: str, workdir: Path, env: dict[str, str], python: str = sys.executable) -> dict:
     log = workdir / f"notebook_{model}.log"
-    wall, rss = run([sys.executable, str(HERE / f"notebook_{model}.py")], workdir, env, log)
+    wall, rss = run([python, str(HERE / f"notebook_{model}.py")], workdir, env, log)
     line = next(line for line in log.read_text().splitlines() if line.startswith("BENCHMARK "))
     result = json.loads(line.removeprefix("BENCHMARK "))
     fit = result["fit_seconds"]
@@ -104,8 +118,8 @@ def run_timings(log: Path) -> dict[str, float]:
 
 
 def pipeline(model: str, project: Path, env: dict[str, str], kedro_env: str | None = None,
-             tracking: bool = False) -> dict:
-    command = [*kedro_command(tracking), "run", "--pipelines", model] + (["--env", kedro_env] if kedro_env else [])
+             tracking: bool = False, venv: Path | None = None) -> dict:
+    command = [*kedro_command(tracking, venv), "run", "--pipelines", model] + (["--env", kedro_env] if kedro_env else [])
     log = project / f"kedro_{model}_{kedro_env or 'base'}{'_tracking' if tracking else ''}.log"
     wall, rss = run(command, project, env, log)
     metrics = latest_metrics(project, model)
@@ -172,7 +186,11 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="also time `kedro run --pipelines cnn --env fast`")
     parser.add_argument("--tracking", action="store_true", help="also time `kedro run` with kedro-mlflow active")
     parser.add_argument("--keep", action="store_true", help="keep the work folder with the logs")
+    parser.add_argument("--venv", type=Path, help="run in this README-installed virtual environment "
+                        "(created if missing) instead of this one")
     args = parser.parse_args()
+    venv = readme_venv(args.venv.resolve()) if args.venv else None
+    python = str(venv / "bin/python") if venv else sys.executable
 
     root = Path(tempfile.mkdtemp(prefix="fashion_cnn_bench_"))
     env = benchmark_env(KERAS_HOME=str(keras_home(root)))
@@ -181,12 +199,13 @@ def main() -> None:
     labels: dict[str, list[str]] = {}  # model -> its job labels, notebook first
     imports: list[float] = []
     for round_number in range(1, args.rounds + 1):
-        imports.append(run([sys.executable, "-c", "import tensorflow, keras"], root, env, root / "import.log")[0])
+        imports.append(run([python, "-c", "import tensorflow, keras"], root, env, root / "import.log")[0])
         for model in args.models:
-            jobs = [(f"notebook {model}", lambda m=model: notebook(m, root, env)),
-                    (f"kedro run --pipelines {model}", lambda m=model: pipeline(m, project, env))]
+            jobs = [(f"notebook {model}", lambda m=model: notebook(m, root, env, python)),
+                    (f"kedro run --pipelines {model}", lambda m=model: pipeline(m, project, env, venv=venv))]
             if args.fast and model == "cnn":
-                jobs.append(("kedro run --pipelines cnn --env fast", lambda: pipeline("cnn", project, env, "fast")))
+                jobs.append(("kedro run --pipelines cnn --env fast",
+                             lambda: pipeline("cnn", project, env, "fast", venv=venv)))
             if args.tracking:
                 jobs.append((f"kedro run --pipelines {model} (MLflow tracking)",
                              lambda m=model: pipeline(m, project, env, tracking=True)))
@@ -199,7 +218,9 @@ def main() -> None:
                       f"test acc {result['test_accuracy']:.4f}, RSS {result['rss']:.2f} GB", flush=True)
 
     print(f"\nMedians over {args.rounds} interleaved round(s); {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}; "
+          + (f"notebook and kedro from {venv} (README install)" if venv else
+             f"this environment ({sys.prefix}), extras hidden"))
     print(f"`python -c 'import tensorflow, keras'` alone: {statistics.median(imports):.1f} s")
     for model in args.models:
         reference, *others = labels[model]

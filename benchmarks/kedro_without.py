@@ -14,9 +14,14 @@ hidden = {name.lower().replace("_", "-") for name in sys.argv[1:separator]}
 _all_distributions = importlib.metadata.distributions
 
 
+def _name(distribution) -> str:
+    # The name from the .dist-info folder; reading every METADATA file instead took ~1 s per run.
+    name = getattr(distribution, "_normalized_name", None) or distribution.metadata["Name"] or ""
+    return name.lower().replace("_", "-")
+
+
 def distributions(**kwargs):
-    return (d for d in _all_distributions(**kwargs)
-            if (d.metadata["Name"] or "").lower().replace("_", "-") not in hidden)
+    return (d for d in _all_distributions(**kwargs) if _name(d) not in hidden)
 
 
 importlib.metadata.distributions = distributions  # entry_points() and pluggy both read through it
