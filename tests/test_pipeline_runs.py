@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -29,20 +28,22 @@ def latest(path_pattern, project):
     return matches[-1]
 
 
-def test_cnn_run_persists_everything_and_the_model_reloads(project, caplog):
-    caplog.set_level(logging.INFO, logger="fashion_cnn.timing")
+def test_cnn_run_persists_everything_and_the_model_reloads(project, capsys):
     catalog = run_session(project, ["cnn"], CNN_QUICK)
 
-    # The run's timings: one log line, and phases that add up.
+    # The run's timings: one line in the console log (the session's logging set-up replaces any
+    # handler pytest's caplog would add), and phases that add up.
     timings = next(hook for hook in HOOKS if isinstance(hook, RunTimingsHook)).last
-    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "fashion_cnn.timing"] == ["Run timings"]
+    console = capsys.readouterr()
+    assert (console.out + console.err).count("Run timings: wall") == 1
     phases = [name for name in timings if name not in ("wall", "fit", "overhead")]
     assert phases == ["start-up", "TensorFlow import", "checks", "data", "training", "evaluation", "reporting",
                       "loading", "saving", "hooks"]
     assert all(timings[name] >= 0 for name in phases)
     assert sum(timings[name] for name in phases) == pytest.approx(timings["wall"], abs=0.01)
-    history_seconds = pd.read_csv(project / "data/07_model_output/cnn/training_history.csv")["seconds"].sum()
-    assert timings["fit"] == pytest.approx(history_seconds) and 0 < timings["fit"] < timings["training"]
+    # fit: Keras's whole fit call, so at least the epochs it ran and less than the node around it.
+    epoch_seconds = pd.read_csv(project / "data/07_model_output/cnn/training_history.csv")["seconds"].sum()
+    assert 0 < epoch_seconds <= timings["fit"] < timings["training"]
     assert timings["data"] > 0 and timings["evaluation"] > 0 and timings["saving"] > 0 and timings["loading"] > 0
     assert timings["overhead"] == pytest.approx(
         timings["wall"] - timings["TensorFlow import"] - timings["fit"] - timings["evaluation"]
