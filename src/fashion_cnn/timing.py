@@ -11,7 +11,7 @@
 * checks: the rest of ``before_pipeline_run`` (the spec check, tracking's run) up to the first
   node, including the runner creating the run's datasets (which imports pandas and matplotlib).
 * data / training / evaluation / reporting: node time of the data-processing nodes, the
-  ``train_model`` nodes (fit = the epochs' own seconds), the ``evaluate_model`` nodes, and the
+  ``train_model`` nodes (fit = Keras's ``fit`` call), the ``evaluate_model`` nodes, and the
   rest (figures, tables, the comparison). With ThreadRunner node times overlap and add up to
   more than the wall time; under ParallelRunner nodes run in other processes and only the
   start-up and the total are known.
@@ -64,11 +64,12 @@ def phase_of(node: Any) -> str:
 
 
 def fit_seconds(outputs: dict[str, Any]) -> float:
-    """The epochs' own seconds, from a ``training_history`` output with a ``seconds`` column."""
+    """The seconds of Keras's ``fit`` call, from a ``training_history`` output (its
+    ``attrs["fit_seconds"]``, else the sum of its ``seconds`` column: the epochs alone)."""
     total = 0.0
     for name, value in outputs.items():
         if name.rsplit(".", 1)[-1] == "training_history" and "seconds" in getattr(value, "columns", ()):
-            total += float(value["seconds"].sum())
+            total += float(value.attrs.get("fit_seconds", value["seconds"].sum()))
     return total
 
 
