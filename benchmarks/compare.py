@@ -3,17 +3,23 @@
     python benchmarks/compare.py                          # cnn and dense, 2 rounds
     python benchmarks/compare.py --venv .venv-readme --fast --tracking   # the figures in the README
 
-For each job it prints wall seconds, seconds per epoch (the `fit` call over its epochs, for both),
-test accuracy, peak RSS, the overhead
-(the wall time less the TensorFlow import, the fit and the test-set evaluation, which any
-script that trains this model needs) and the ratio pipeline / notebook (below 1 = faster).
+For each job it prints wall seconds, seconds per epoch (the `fit` call over its epochs, for
+both), test accuracy, peak RSS, the overhead (the wall time less the TensorFlow import, the fit
+and the test-set evaluation, which any script that trains this model needs) and the ratio
+pipeline / notebook (below 1 = faster).
 For `kedro run` it also prints where the rest went (the project's RunTimingsHook log line).
 
 The notebook scripts read the data through keras.datasets from a private KERAS_HOME filled
 from the local copy, so nothing is downloaded. `kedro run` runs in a throwaway copy of the
-project with default parameters, as installed by the README's main command (`pip install -e .`):
-the `tracking` and `airflow` extras, if installed here, are hidden (benchmarks/kedro_without.py);
-`--tracking` also times it with kedro-mlflow active.
+project with default parameters.
+
+Both should run as installed by the README's main command (`pip install -e .`). `--venv DIR`
+does exactly that: the notebook scripts and `kedro run` use the Python of DIR, a virtual
+environment made with that command (created on first use: about 2 minutes and 2.5 GB).
+Without it they use this environment with the `tracking` and `airflow` extras' entry points
+hidden (benchmarks/kedro_without.py); packages of the other extras stay importable here
+(sqlalchemy, pandas-gbq), which made a small run's start-up and checks 1.8-2.6 s longer.
+`--tracking` also times `kedro run` with kedro-mlflow active, in this environment.
 """
 
 from __future__ import annotations
