@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from fashion_cnn.datasets.read_only_arrays import read_only_view
+
 
 class KeepSavedMixin:
     """Mixin for a file dataset of kedro-datasets (versioned or not): a load of the version this
@@ -21,7 +23,8 @@ class KeepSavedMixin:
 
     def save(self, data: Any) -> None:
         super().save(data)  # type: ignore[misc]
-        self._kept = (self.resolve_save_version(), _read_only(data))  # type: ignore[attr-defined]
+        kept = read_only_view(data) if isinstance(data, np.ndarray) else data
+        self._kept = (self.resolve_save_version(), kept)  # type: ignore[attr-defined]
 
     def load(self) -> Any:
         if self._kept is not None:
@@ -38,10 +41,3 @@ class KeepSavedMixin:
         # Pickled to ParallelRunner's workers: the object stays here, they read the file.
         return {**self.__dict__, "_kept": None}
 
-
-def _read_only(data: Any) -> Any:
-    if isinstance(data, np.ndarray):
-        view = data.view()
-        view.flags.writeable = False
-        return view
-    return data

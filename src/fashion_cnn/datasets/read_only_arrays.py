@@ -18,7 +18,7 @@ class ReadOnlyArrays(Mapping[str, np.ndarray]):
     """
 
     def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
-        self._arrays = {name: _read_only(array) for name, array in arrays.items()}
+        self._arrays = {name: read_only_view(array) for name, array in arrays.items()}
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self._arrays[name]
@@ -43,7 +43,8 @@ class ReadOnlyArrays(Mapping[str, np.ndarray]):
         return ReadOnlyArrays, (self._arrays,)
 
 
-def _read_only(array: np.ndarray) -> np.ndarray:
+def read_only_view(array: np.ndarray) -> np.ndarray:
+    """A view of ``array`` that cannot be written to; ``array`` itself stays as it is."""
     view = np.asarray(array).view()
     view.flags.writeable = False
     return view
