@@ -79,13 +79,15 @@ class RunTimingsHook:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.last: dict[str, float] | None = None  # the last run's figures, for tests and notebooks
+        self._process_start: float | None = None  # set by after_context_created
         self._reset()
 
     def _reset(self) -> None:
         self._times = dict.fromkeys(PHASES, 0.0)
         self._fit = 0.0
         self._started: dict[tuple[Any, ...], float] = {}
-        self._run_start = self._first_node = None
+        self._running = False
+        self._first_node: float | None = None
         self._nodes = 0
 
     @staticmethod
@@ -117,8 +119,9 @@ class RunTimingsHook:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         self._reset()
         now = time.perf_counter()
-        self._run_start = now
-        self._process_start = getattr(self, "_process_start", now)
+        self._running = True
+        if self._process_start is None:  # a session without a context hook call: start here
+            self._process_start = now
         self._times["start-up"] = now - self._process_start
         trains = any(phase_of(node) == "training" for node in pipeline.nodes)
         if trains and "keras" not in sys.modules:
@@ -164,11 +167,11 @@ class RunTimingsHook:
 
     @hook_impl(trylast=True)  # after tracking has finished its runs
     def after_pipeline_run(self) -> None:
-        if self._run_start is None:
+        if not self._running:
             return
         wall = time.perf_counter() - self._process_start
         times = dict(self._times)
-        self._run_start = None
+        self._running = False
         if not self._nodes:  # ParallelRunner: the nodes ran, and were timed, in its worker processes
             self.last = {"wall": wall, "start-up": times["start-up"], "TensorFlow import": times["TensorFlow import"]}
             logger.info("Run timings: wall %.1f s, start-up %.1f s; the nodes ran in other processes.",
