@@ -85,7 +85,7 @@ def prepare_model_inputs(
 
 
 def tabulate_first_test_labels(
-    data: dict[str, np.ndarray], class_names: list[str], count: int, highlighted: list[int]
+    data: Mapping[str, np.ndarray], class_names: list[str], count: int, highlighted: list[int]
 ) -> tuple[DataFrame, str]:
     """The notebook's ``print(test_labels[:100])``: a table with class names, and the printout
     with the activation grid's images called out (the notebook's 0, 23 and 28 are all 9)."""
