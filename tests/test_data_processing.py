@@ -50,7 +50,10 @@ def test_subset_keeps_the_first_examples(idx_arrays):
 
 
 def test_model_inputs_are_the_normalised_images_and_the_labels(idx_arrays):
-    train_x, train_y, test_x, test_y = prepare_model_inputs(select_subset(idx_arrays, 12, 4))
+    inputs = prepare_model_inputs(select_subset(idx_arrays, 12, 4))
+    assert isinstance(inputs, ReadOnlyArrays)
+    train_x, train_y, test_x, test_y = (inputs[key] for key in ("train_images", "train_labels", "test_images",
+                                                               "test_labels"))
     assert train_x.shape == (12, 28, 28, 1) and test_x.shape == (4, 28, 28, 1)
     np.testing.assert_array_equal(test_x, normalise_images(idx_arrays["test_images"][:4]))
     assert train_y.tolist() == idx_arrays["train_labels"][:12].tolist()

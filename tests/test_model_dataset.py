@@ -1,4 +1,4 @@
-"""KerasModelDataset and KeptPickleDataset: a saved object is reused by the same dataset's later loads, and only then."""
+"""KerasModelDataset and ModelInputsDataset: a saved object is reused by the same dataset's later loads, and only then."""
 
 from __future__ import annotations
 
@@ -47,20 +47,22 @@ def test_a_load_of_another_version_reads_that_file(tmp_path):
 
 
 def test_model_inputs_saved_in_a_run_are_handed_on_read_only_and_written_for_other_runs(tmp_path):
-    from fashion_cnn.datasets import KeptPickleDataset
+    from fashion_cnn.datasets import ModelInputsDataset
 
-    images = np.arange(12, dtype=np.float32).reshape(3, 2, 2, 1)
-    saving = KeptPickleDataset(filepath=str(tmp_path / "images.pkl"))
-    saving.save(images)
-    handed_on = saving.load()
+    images = np.arange(12, dtype=np.float32).reshape(3, 2, 2, 1) / 12
+    inputs = {"train_images": images, "train_labels": np.arange(3, dtype=np.uint8),
+              "test_images": images[:2], "test_labels": np.arange(2, dtype=np.uint8)}
+    saving = ModelInputsDataset(filepath=str(tmp_path / "model_inputs.npz"))
+    saving.save(inputs)
+    handed_on = saving.load()["train_images"]
     assert np.shares_memory(handed_on, images) and not handed_on.flags.writeable
     assert images.flags.writeable  # the node's own array is left as it was
 
-    for reader in (KeptPickleDataset(filepath=str(tmp_path / "images.pkl")),  # a later run
+    for reader in (ModelInputsDataset(filepath=str(tmp_path / "model_inputs.npz")),  # a later run
                    pickle.loads(pickle.dumps(saving))):  # a ParallelRunner worker
-        from_file = reader.load()
+        from_file = reader.load()["train_images"]
         assert not np.shares_memory(from_file, images)
         np.testing.assert_array_equal(from_file, images)
 
     saving.release()  # Kedro releases a dataset after its last use in the run
-    assert not np.shares_memory(saving.load(), images)
+    assert not np.shares_memory(saving.load()["train_images"], images)

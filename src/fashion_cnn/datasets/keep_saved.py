@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 
-from fashion_cnn.datasets.read_only_arrays import read_only_view
+from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays, read_only_view
 
 
 class KeepSavedMixin:
@@ -14,9 +15,10 @@ class KeepSavedMixin:
     dataset object has just saved returns the saved object itself.
 
     The file is still written, so ``--from-nodes``, ``--namespaces``, ParallelRunner workers and
-    later sessions read it as usual. NumPy arrays are kept as read-only views, so a node cannot
-    change what the next node loads (the nodes are pure; this makes it certain). The object is
-    dropped when Kedro releases the dataset after its last use.
+    later sessions read it as usual. Within a run this also means that a node reads what this run
+    wrote, never the file of another run that saved the same dataset meanwhile. A later load gets a
+    copy (arrays: a read-only view), so a node cannot change what the next node loads. The object
+    is dropped when Kedro releases the dataset after its last use.
     """
 
     _kept: tuple[Any, Any] | None = None
@@ -30,8 +32,14 @@ class KeepSavedMixin:
         if self._kept is not None:
             version, data = self._kept
             if version == self.resolve_load_version():  # type: ignore[attr-defined]
-                return data
+                return self._handover(data)
         return super().load()  # type: ignore[misc]
+
+    def _handover(self, data: Any) -> Any:
+        """What a later load gets of the saved ``data``."""
+        if isinstance(data, np.ndarray | ReadOnlyArrays):  # read-only already
+            return data
+        return copy.deepcopy(data)
 
     def _release(self) -> None:
         super()._release()  # type: ignore[misc]
@@ -40,4 +48,3 @@ class KeepSavedMixin:
     def __getstate__(self) -> dict[str, Any]:
         # Pickled to ParallelRunner's workers: the object stays here, they read the file.
         return {**self.__dict__, "_kept": None}
-

@@ -72,15 +72,15 @@ def normalise_images(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
     return np.divide(images[..., np.newaxis], 255, dtype=np.float32)
 
 
-def prepare_model_inputs(
-    data: Mapping[str, np.ndarray], dtype: str = "float32"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Normalised train images, train labels, normalised test images, test labels."""
-    return (
-        normalise_images(data["train_images"], dtype),
-        data["train_labels"],
-        normalise_images(data["test_images"], dtype),
-        data["test_labels"],
+def prepare_model_inputs(data: Mapping[str, np.ndarray], dtype: str = "float32") -> ReadOnlyArrays:
+    """The model inputs: normalised train and test images with their labels, as one set."""
+    return ReadOnlyArrays(
+        {
+            "train_images": normalise_images(data["train_images"], dtype),
+            "train_labels": data["train_labels"],
+            "test_images": normalise_images(data["test_images"], dtype),
+            "test_labels": data["test_labels"],
+        }
     )
 
 

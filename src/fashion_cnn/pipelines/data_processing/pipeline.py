@@ -23,7 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 prepare_model_inputs,
                 inputs=["fashion_mnist_subset", "params:data.pixel_dtype"],
-                outputs=["train_images", "train_labels", "test_images", "test_labels"],
+                outputs="model_inputs",
                 name="prepare_model_inputs",
             ),
             node(

@@ -9,6 +9,7 @@ long (about 1.3 s instead of 0.7 s).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -121,6 +122,15 @@ def render_activation_grid(
     figure.suptitle(f"{model.name}: filter {filter_index} of each layer ({settings['cmap']})")
     return figure
 
+
+
+def render_test_activation_grid(
+    model: Any, model_inputs: Mapping[str, np.ndarray], settings: dict[str, Any], class_names: list[str]
+) -> Figure:
+    """:func:`render_activation_grid` for the run's test images."""
+    return render_activation_grid(
+        model, model_inputs["test_images"], model_inputs["test_labels"], settings, class_names
+    )
 
 def kernel_mosaic(kernels: np.ndarray, columns: int) -> np.ndarray:
     """``(height, width, filters)`` kernels tiled row by row into one image, NaN between tiles."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -58,11 +59,10 @@ def train_model(
     architecture: list[Any],
     settings: dict[str, Any],
     data: dict[str, Any],
-    images: np.ndarray,
-    labels: np.ndarray,
+    model_inputs: Mapping[str, np.ndarray],
 ) -> tuple[Any, DataFrame]:
-    """Build the model and fit it (Keras ``fit``, progress bar by default); return it and its
-    per-epoch history.
+    """Build the model and fit it on the training images (Keras ``fit``, progress bar by default);
+    return it and its per-epoch history.
 
     The model is built here rather than passed from ``build_model``, so that no Keras object
     crosses between nodes (ParallelRunner runs nodes in separate processes).
@@ -72,8 +72,9 @@ def train_model(
 
     from fashion_cnn.callbacks import EpochTimer
 
+    images = model_inputs["train_images"]
     train_images, train_labels, validation = _split_validation(
-        images, labels, settings["validation_split"], settings["seed"]
+        images, model_inputs["train_labels"], settings["validation_split"], settings["seed"]
     )
     steps_per_epoch = -(-len(train_images) // settings["batch_size"])
     model = compiled_model(variant, architecture, settings, data, steps_per_epoch)
@@ -125,8 +126,7 @@ def validation_summary(history: DataFrame) -> dict[str, Any]:
 def evaluate_model(
     model: Any,
     history: DataFrame,
-    images: np.ndarray,
-    labels: np.ndarray,
+    model_inputs: Mapping[str, np.ndarray],
     settings: dict[str, Any],
     class_names: list[str],
 ) -> tuple[dict[str, Any], DataFrame]:
@@ -138,6 +138,7 @@ def evaluate_model(
     import keras
     import pandas as pd
 
+    images, labels = model_inputs["test_images"], model_inputs["test_labels"]
     probabilities = model.predict(images, batch_size=1000, verbose=0).astype(np.float64)
     predicted = probabilities.argmax(axis=1)
     correct = predicted == labels

@@ -14,13 +14,13 @@ from .figures import (
     plot_confusion_matrix,
     plot_first_layer_kernels,
     plot_learning_curves,
-    render_activation_grid,
+    render_test_activation_grid,
     tabulate_per_class_accuracy,
 )
 from .nodes import build_model, evaluate_model, resolve_training_settings, train_model
 
 # Inputs every variant shares: the model inputs and the project-wide parameters.
-SHARED_INPUTS = {"train_images", "train_labels", "test_images", "test_labels"}
+SHARED_INPUTS = {"model_inputs"}
 SHARED_PARAMETERS = {"params:data", "params:data.class_names", "params:training_defaults", "params:activation_grid"}
 
 
@@ -64,7 +64,7 @@ def training(variant: str) -> Pipeline:
             ),
             node(
                 ForVariant(train_model, variant),
-                inputs=["params:architecture", "training_settings", "params:data", "train_images", "train_labels"],
+                inputs=["params:architecture", "training_settings", "params:data", "model_inputs"],
                 outputs=["model", "training_history"],
                 name="train_model",
             ),
@@ -73,8 +73,7 @@ def training(variant: str) -> Pipeline:
                 inputs=[
                     "model",
                     "training_history",
-                    "test_images",
-                    "test_labels",
+                    "model_inputs",
                     "training_settings",
                     "params:data.class_names",
                 ],
@@ -109,8 +108,8 @@ def convolution_reporting() -> Pipeline:
     return pipeline(
         [
             node(
-                render_activation_grid,
-                inputs=["model", "test_images", "test_labels", "params:activation_grid", "params:data.class_names"],
+                render_test_activation_grid,
+                inputs=["model", "model_inputs", "params:activation_grid", "params:data.class_names"],
                 outputs="activation_grid",
                 name="render_activation_grid",
             ),

@@ -1,0 +1,148 @@
+"""The model inputs of a run in one NumPy ``.npz`` file: no pickle, one consistent set, checked on load."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping
+from copy import deepcopy
+from pathlib import PurePosixPath
+from typing import Any
+
+import fsspec
+import numpy as np
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_filepath_str, get_protocol_and_path
+
+from fashion_cnn.datasets.keep_saved import KeepSavedMixin
+from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
+from fashion_cnn.datasets.whole_files import WholeFileMixin
+
+SPLITS = ("train", "test")
+KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
+REWRITE_HINT = "run `kedro run --namespaces data_processing` to write the model inputs again"
+
+
+class ModelInputsError(DatasetError):
+    """A model-inputs file is not a set of images and labels this project would have written."""
+
+
+def check_model_inputs(arrays: Mapping[str, Any], source: str) -> None:
+    """Raise :class:`ModelInputsError` unless ``arrays`` holds the train and test images (floats in
+    [0, 1]) and labels (whole numbers from 0), with as many labels as images in each split."""
+
+    def fail(problem: str) -> None:
+        raise ModelInputsError(f"{source}: {problem}; {REWRITE_HINT}.")
+
+    if set(arrays) != set(KEYS):
+        fail(f"holds {sorted(arrays)}, expected exactly {list(KEYS)}")
+    for split in SPLITS:
+        images, labels = np.asarray(arrays[f"{split}_images"]), np.asarray(arrays[f"{split}_labels"])
+        if images.dtype not in (np.float32, np.float64) or images.ndim < 3:
+            fail(f"{split}_images must be float32 or float64 images (n, height, width[, channels]), "
+                 f"got {images.dtype} {images.shape}")
+        if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
+            fail(f"{split}_labels must be a 1-d array of whole numbers, got {labels.dtype} {labels.shape}")
+        if len(images) != len(labels):
+            fail(f"{len(images)} {split} images but {len(labels)} {split} labels: they do not belong together")
+        if images.size and not (images.min() >= 0 and images.max() <= 1):  # also false for NaN
+            fail(f"{split}_images has values outside [0, 1] (min {images.min()}, max {images.max()})")
+        if labels.size and labels.min() < 0:
+            fail(f"{split}_labels has negative labels")
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        fail(f"train images are {arrays['train_images'].shape[1:]} but test images "
+             f"{arrays['test_images'].shape[1:]}")
+
+
+class NpzModelInputsDataset(AbstractVersionedDataset[Mapping[str, Any], ReadOnlyArrays]):
+    """``train_images``, ``train_labels``, ``test_images`` and ``test_labels`` in one ``.npz`` file.
+
+    One file, so the four arrays a run wrote are always read together, never beside another run's.
+    It is read with ``allow_pickle=False``: a file holding Python objects is refused, so nothing in
+    it can run code. Every load checks that images and labels belong together (counts, shapes,
+    dtypes, value range).
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        protocol, path = get_protocol_and_path(filepath, version)
+        fs_args = deepcopy(fs_args) or {}
+        if protocol == "file":
+            fs_args.setdefault("auto_mkdir", True)
+        self._protocol = protocol
+        self._fs = fsspec.filesystem(protocol, **(deepcopy(credentials) or {}), **fs_args)
+        self.metadata = metadata
+        super().__init__(
+            filepath=PurePosixPath(path), version=version, exists_function=self._fs.exists, glob_function=self._fs.glob
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
+
+    def load(self) -> ReadOnlyArrays:
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        arrays = self._read(path, KEYS)
+        check_model_inputs(arrays, path)
+        return ReadOnlyArrays(arrays)
+
+    def label_arrays(self) -> dict[str, np.ndarray]:
+        """Only the labels (kilobytes), for checks before a run: ``{"train": ..., "test": ...}``."""
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        arrays = self._read(path, ("train_labels", "test_labels"))
+        return {split: arrays[f"{split}_labels"] for split in SPLITS}
+
+    def _read(self, path: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+        try:
+            with self._fs.open(path, mode="rb") as file, np.load(file, allow_pickle=False) as npz:
+                missing = sorted(set(keys) - set(npz.files))
+                if missing or set(npz.files) - set(KEYS):
+                    raise ModelInputsError(f"{path}: holds {sorted(npz.files)}, expected exactly {list(KEYS)}; "
+                                           f"{REWRITE_HINT}.")
+                return {key: npz[key] for key in keys}
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise ModelInputsError(
+                    f"{path} holds Python objects (pickled data), which are never loaded: reading them could run "
+                    f"code. This project writes only plain arrays, so the file came from elsewhere; delete it and "
+                    f"{REWRITE_HINT}."
+                ) from exc
+            raise ModelInputsError(f"{path} is not a readable set of model inputs ({exc}); {REWRITE_HINT}.") from exc
+        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise ModelInputsError(f"{path} is damaged or not a NumPy .npz file ({exc}); {REWRITE_HINT}.") from exc
+
+    def save(self, data: Mapping[str, Any]) -> None:
+        check_model_inputs(data, "The model inputs to save")
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        with self._fs.open(path, mode="wb") as file:
+            np.savez(file, **{key: np.asarray(data[key]) for key in KEYS})
+        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+
+    def _exists(self) -> bool:
+        try:
+            path = get_filepath_str(self._get_load_path(), self._protocol)
+        except DatasetError:
+            return False
+        return self._fs.exists(path)
+
+
+class ModelInputsDataset(KeepSavedMixin, WholeFileMixin, NpzModelInputsDataset):
+    """:class:`NpzModelInputsDataset` whose saves are whole or nothing (:class:`WholeFileMixin`),
+    and whose saved arrays go to the same run's later nodes instead of being read back
+    (:class:`KeepSavedMixin`).
+
+    Example catalog entry::
+
+        model_inputs:
+          type: fashion_cnn.datasets.ModelInputsDataset
+          filepath: data/05_model_input/model_inputs.npz   # or s3://bucket/..., gs://..., ...
+    """
+
+    def _handover(self, data: Mapping[str, Any]) -> ReadOnlyArrays:
+        return data if isinstance(data, ReadOnlyArrays) else ReadOnlyArrays(data)
