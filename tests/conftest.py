@@ -1,9 +1,14 @@
-"""Shared fixtures: small generated IDX files, the real data set, and throwaway project copies."""
+"""Shared fixtures: small generated IDX files, the real data set, throwaway project copies, and a
+static HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +112,22 @@ def run_session(project_path: Path, pipelines: list[str], params: dict | None = 
 
 
 QUICK = {"data.train_limit": 600, "data.test_limit": 200}
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path, handler: type[SimpleHTTPRequestHandler] = QuietHandler):
+    """A static HTTP server for ``folder`` on a free 127.0.0.1 port, in a thread of this process."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

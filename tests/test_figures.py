@@ -70,7 +70,7 @@ def test_activation_grid_layers_by_name(small_cnn, images):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"image_indices": [0, 30]}, r"`activation_grid\.image_indices`: \[30\] outside the test set of 30 images"),
+        ({"image_indices": [0, 30]}, r"`activation_grid\.image_indices`: \[30\] outside the 30 test images this run uses"),
         ({"image_indices": [-1]}, r"`activation_grid\.image_indices`: \[-1\] outside"),
         ({"filter_index": 4}, r"`activation_grid\.filter_index` 4 is not below the 4 channels of layer 'conv2d_3'"),
         ({"layers": ["flatten_5"]}, r"layer 'flatten_5' .* outputs \(None, 100\), not a feature map"),

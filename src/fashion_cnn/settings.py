@@ -7,6 +7,7 @@ from kedro.config import OmegaConfigLoader
 
 from fashion_cnn import quiet
 from fashion_cnn.hooks import TensorFlowRuntimeHook, ValidateVariantsHook
+from fashion_cnn.run_guard import RunGuardHook
 from fashion_cnn.timing import RunTimingsHook
 from fashion_cnn.tracking import MlflowVariantRunsHook
 
@@ -18,8 +19,9 @@ warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is depreca
 os.environ.setdefault("KEDRO_MP_CONTEXT", "spawn")
 
 # MlflowVariantRunsHook does nothing unless the `tracking` extra (kedro-mlflow) is installed.
-# RunTimingsHook comes last: pluggy calls the last registered first, and it times the spec check.
-HOOKS = (TensorFlowRuntimeHook(), ValidateVariantsHook(), MlflowVariantRunsHook(), RunTimingsHook())
+# pluggy calls the last registered first: RunTimingsHook times the spec check, and the spec check
+# runs before RunGuardHook claims the run's version.
+HOOKS = (TensorFlowRuntimeHook(), RunGuardHook(), ValidateVariantsHook(), MlflowVariantRunsHook(), RunTimingsHook())
 
 # Every Kedro command imports this module, `kedro viz run` too (which loads the catalog, and so
 # TensorFlow, without project hooks): the CUDA-probe filter goes in here, once.

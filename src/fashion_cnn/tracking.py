@@ -38,12 +38,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
+import fcntl
 from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from fashion_cnn.variants import find_variants, is_convolutional
+from fashion_cnn.variants import partition_variants, is_convolutional
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ class MlflowVariantRunsHook:
 
         path = Path(context.project_path).resolve().as_posix()
         OmegaConf.register_resolver("fashion_cnn.project_path", lambda: path, replace=True)
+        create_sqlite_store_once(context)
+
 
     # The spec check (ValidateVariantsHook, tryfirst) and kedro-mlflow's run come first.
     @hook_impl(trylast=True)
@@ -161,7 +164,7 @@ class MlflowVariantRunsHook:
                 "this process's MLflow runs); use the sequential runner or ThreadRunner for tracking."
             )
             return
-        variants = find_variants(catalog.load("parameters"))
+        variants = partition_variants(catalog.load("parameters"))[0]
         pending: dict[str, set[str]] = {}
         for node in pipeline.nodes:
             variant = node.namespace.split(".")[0] if node.namespace else None
@@ -373,3 +376,27 @@ def _tag(key: str, value: str) -> Any:
     from mlflow.entities import RunTag
 
     return RunTag(key, value)
+
+
+def create_sqlite_store_once(context: Any) -> None:
+    """Create a SQLite tracking store under a file lock, before kedro-mlflow first opens it.
+
+    Two runs that start at once on a new store both create its tables, and one fails ("table
+    experiments already exists"); the lock lets the first create them and the second find them.
+    """
+    patterns = context.config_loader.config_patterns
+    patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+    try:
+        uri = str(context.config_loader["mlflow"]["server"]["mlflow_tracking_uri"] or "")
+    except (KeyError, TypeError):
+        return
+    if not uri.startswith("sqlite:///"):
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not database.exists():
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates the tables

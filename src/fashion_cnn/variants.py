@@ -19,25 +19,40 @@ CONVOLUTION_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv2D", "Depthwis
 
 
 def find_variants(parameters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Return ``{name: spec}`` for every variant block in ``parameters``, in file order."""
-    variants = {}
+    """Return ``{name: spec}`` for every variant block in ``parameters``, in file order;
+    :class:`SpecError` for the first block that cannot be a variant."""
+    variants, broken = partition_variants(parameters)
+    if broken:
+        raise SpecError(next(iter(broken.values())))
+    return variants
+
+
+def partition_variants(parameters: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The variant blocks in ``parameters`` (file order), and ``{name: problem}`` for those that
+    cannot become a pipeline; one broken block must not take the others' pipelines down."""
+    variants, broken = {}, {}
     for name, block in parameters.items():
         if isinstance(block, Mapping) and "architecture" in block:
-            unknown = sorted(set(block) - VARIANT_KEYS)
-            if unknown:
-                raise SpecError(
-                    f"Variant '{name}': unknown key(s) {unknown}; a variant block may hold "
-                    f"{sorted(VARIANT_KEYS)}."
-                )
-            if "training" not in block:
-                raise SpecError(
-                    f"Variant '{name}': no `training:` block; write `training: {{}}` to use "
-                    "`training_defaults` as they are."
-                )
-            if "." in name:
-                raise SpecError(f"Variant '{name}': a variant name may not contain '.', it is a namespace.")
-            variants[name] = dict(block)
-    return variants
+            problem = variant_block_problem(name, block)
+            if problem:
+                broken[name] = problem
+            else:
+                variants[name] = dict(block)
+    return variants, broken
+
+
+def variant_block_problem(name: str, block: Mapping[str, Any]) -> str | None:
+    unknown = sorted(set(block) - VARIANT_KEYS)
+    if unknown:
+        return f"Variant '{name}': unknown key(s) {unknown}; a variant block may hold {sorted(VARIANT_KEYS)}."
+    if "training" not in block:
+        return (f"Variant '{name}': no `training:` block; write `training: {{}}` to use "
+                "`training_defaults` as they are.")
+    if "." in name:
+        return f"Variant '{name}': a variant name may not contain '.', it is a namespace."
+    if not isinstance(block.get("tags", []), list):
+        return f"Variant '{name}': `tags` must be a list, got {block['tags']!r}."
+    return None
 
 
 def is_convolutional(spec: Mapping[str, Any]) -> bool:
@@ -98,5 +113,5 @@ def _read_parameters(conf_source: Path, env: str | None) -> dict[str, Any]:
 
 
 def load_variants(env: str | None = None) -> dict[str, dict[str, Any]]:
-    """The variants configured in the project's parameters."""
-    return find_variants(load_parameters(env))
+    """The variants configured in the project's parameters (broken blocks left out)."""
+    return partition_variants(load_parameters(env))[0]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
+import http.client
+import os
 import sys
 import urllib.request
 from pathlib import Path
@@ -101,6 +102,19 @@ class FashionMNISTDataset(AbstractDataset[None, dict[str, np.ndarray]]):
                 )
         return arrays
 
+    def label_arrays(self) -> tuple[Path, dict[str, np.ndarray]] | None:
+        """The folder in use and its train and test labels (kilobytes, not checksummed: ``load``
+        does that), for checks before a run; None while the files are still to be downloaded."""
+        folder = self._find_folder()
+        if folder is None:
+            return None
+        labels = {}
+        for file in FILES:
+            if file.key.endswith("_labels"):
+                path = _locate(folder, file.name)
+                labels[file.key.removesuffix("_labels")] = parse_idx(read_bytes(path), path, file.ndim)
+        return folder, labels
+
     def _read(self, folder: Path, file: IDXFile) -> np.ndarray:
         path = _locate(folder, file.name)
         content = read_bytes(path)
@@ -124,9 +138,10 @@ class FashionMNISTDataset(AbstractDataset[None, dict[str, np.ndarray]]):
                 self._path.mkdir(parents=True, exist_ok=True)
                 for file in FILES:
                     if _locate(self._path, file.name) is None:
-                        _fetch(self._download_url.rstrip("/") + f"/{file.name}.gz", self._path / f"{file.name}.gz")
+                        url = self._download_url.rstrip("/") + f"/{file.name}.gz"
+                        _fetch(url, self._path / f"{file.name}.gz", file if self._verify_checksums else None)
                 return self._path
-            except OSError as exc:  # URLError and HTTPError are OSErrors
+            except (OSError, IDXError, http.client.HTTPException) as exc:  # URLError, HTTPError: OSErrors
                 reason = f"downloading from {self._download_url} failed: {exc}"
         names = ", ".join(f"{file.name}[.gz]" for file in FILES)
         looked_in = ", ".join(str(p) for p in self._candidates())
@@ -148,9 +163,11 @@ def _locate(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _fetch(url: str, target: Path) -> None:
-    """Download ``url`` to ``target`` with a progress bar; a partial file never takes its name."""
-    partial = target.with_name(target.name + ".part")
+def _fetch(url: str, target: Path, expected: IDXFile | None) -> None:
+    """Download ``url`` to ``target`` with a progress bar. The file takes its name only once it is
+    complete (as long as the server said) and, with ``expected``, decompresses to the official
+    size and SHA-256; a partial or wrong download is deleted."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         with urllib.request.urlopen(url, timeout=30) as response, partial.open("wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
@@ -159,8 +176,14 @@ def _fetch(url: str, target: Path) -> None:
                 out.write(chunk)
                 done += len(chunk)
                 _progress(target.name, done, total)
+            out.flush()
+            os.fsync(out.fileno())
         sys.stderr.write("\n")
-        shutil.move(partial, target)
+        if total and done != total:
+            raise IDXError(f"{url}: the download stopped after {done} of {total} bytes; nothing was kept.")
+        if expected is not None:
+            check_sha256(read_bytes(partial), url, expected.size, expected.sha256)
+        os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
 

@@ -91,10 +91,38 @@ class NpzModelInputsDataset(AbstractVersionedDataset[Mapping[str, Any], ReadOnly
         return ReadOnlyArrays(arrays)
 
     def label_arrays(self) -> dict[str, np.ndarray]:
-        """Only the labels (kilobytes), for checks before a run: ``{"train": ..., "test": ...}``."""
+        """Only the labels (kilobytes), after checking every array's header (names, dtypes,
+        counts) without reading the images; for the checks before a run: ``{"train": ..., "test": ...}``."""
         path = get_filepath_str(self._get_load_path(), self._protocol)
+        headers = self._headers(path)
+        for split in SPLITS:
+            (count, *_), dtype = headers[f"{split}_images"]
+            if dtype.hasobject or headers[f"{split}_labels"][1].hasobject:
+                raise ModelInputsError(f"{path} holds Python objects (pickled data), which are never loaded: reading "
+                                       f"them could run code; delete it and {REWRITE_HINT}.")
+            if count != headers[f"{split}_labels"][0][0]:
+                raise ModelInputsError(f"{path}: {count} {split} images but {headers[f'{split}_labels'][0][0]} "
+                                       f"{split} labels: they do not belong together; {REWRITE_HINT}.")
         arrays = self._read(path, ("train_labels", "test_labels"))
         return {split: arrays[f"{split}_labels"] for split in SPLITS}
+
+    def _headers(self, path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Shape and dtype of each array, from the .npy headers inside the .npz."""
+        headers = {}
+        try:
+            with self._fs.open(path, mode="rb") as file, zipfile.ZipFile(file) as archive:
+                for info in archive.infolist():
+                    with archive.open(info) as member:
+                        version = np.lib.format.read_magic(member)
+                        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                            np.lib.format.read_array_header_2_0
+                        shape, _, dtype = read(member)
+                    headers[info.filename.removesuffix(".npy")] = (shape, dtype)
+        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+            raise ModelInputsError(f"{path} is damaged or not a NumPy .npz file ({exc}); {REWRITE_HINT}.") from exc
+        if set(headers) != set(KEYS):
+            raise ModelInputsError(f"{path}: holds {sorted(headers)}, expected exactly {list(KEYS)}; {REWRITE_HINT}.")
+        return headers
 
     def _read(self, path: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
         try:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
+from fashion_cnn.preflight import check_limit, check_pixel_dtype
 
 # pandas loads inside the nodes, so that `kedro registry list` and other CLI calls that
 # import this module do not pay for them; the aliases keep the signatures readable and
@@ -42,20 +43,12 @@ def validate_dataset(
     return ReadOnlyArrays(raw), summary
 
 
-def _check_limit(name: str, limit: Any) -> None:
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise ValueError(f"Parameter `data.{name}` must be a positive whole number or null (all), got {limit!r}.")
-
-
 def select_subset(raw: Mapping[str, np.ndarray], train_limit: int | None, test_limit: int | None) -> ReadOnlyArrays:
     """Keep the first ``train_limit``/``test_limit`` examples (null keeps all) for quick runs."""
-    _check_limit("train_limit", train_limit)
-    _check_limit("test_limit", test_limit)
+    check_limit("train_limit", train_limit)
+    check_limit("test_limit", test_limit)
     limits = {"train": train_limit, "test": test_limit}
     return ReadOnlyArrays({name: array[: limits[name.split("_")[0]]] for name, array in raw.items()})
-
-
-PIXEL_DTYPES = ("float32", "float64")
 
 
 def normalise_images(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
@@ -65,8 +58,7 @@ def normalise_images(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
     the notebook's float64 ``/ 255.0``, without a float64 copy of the data set. float64 is the
     notebook's own array, for comparisons (Keras then converts every batch it trains on).
     """
-    if dtype not in PIXEL_DTYPES:
-        raise ValueError(f"Parameter `data.pixel_dtype` must be one of {list(PIXEL_DTYPES)}, got {dtype!r}.")
+    check_pixel_dtype(dtype)
     if dtype == "float64":
         return images[..., np.newaxis] / 255.0
     return np.divide(images[..., np.newaxis], 255, dtype=np.float32)

@@ -68,8 +68,8 @@ def check_activation_settings(model: Any, settings: dict[str, Any], test_images:
     bad = [i for i in settings["image_indices"] if not 0 <= i < (test_images or float("inf"))]
     if bad:
         raise ValueError(
-            f"`activation_grid.image_indices`: {bad} outside the test set of {test_images} images "
-            f"(0..{test_images - 1}); raise `data.test_limit` or choose other images."
+            f"`activation_grid.image_indices`: {bad} outside the {test_images} test images this run uses "
+            f"(0..{test_images - 1}); choose other images, or raise `data.test_limit` if it is set."
         )
     layers = select_activation_layers(model, settings["layers"])
     if not layers:
