@@ -1,48 +1,16 @@
-"""Shared fixtures: small generated IDX files, the real data set, throwaway project copies, and a
-static HTTP server on 127.0.0.1."""
+"""Fixtures: small generated IDX files, the real data set, and throwaway project copies.
+Helpers the tests import are in support.py."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import shutil
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from fashion_cnn.datasets.idx import write_idx
+from support import copy_project, find_real_data, make_arrays, write_idx_folder
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path("/usr/share/datasets/fashion-mnist")
-IDX_NAMES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-
-
-def make_arrays(n_train: int = 30, n_test: int = 10, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {
-        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train_labels": (np.arange(n_train) % 10).astype(np.uint8),
-        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "test_labels": (np.arange(n_test) % 10).astype(np.uint8),
-    }
-
-
-def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool = True) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, array in arrays.items():
-        write_idx(folder / (IDX_NAMES[key] + (".gz" if gz else "")), array)
-    return folder
 
 
 @pytest.fixture
@@ -57,26 +25,14 @@ def idx_folder(tmp_path: Path, idx_arrays: dict[str, np.ndarray]) -> Path:
 
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
-    if not all((REAL_DATA / f"{name}.gz").is_file() for name in IDX_NAMES.values()):
+    folder = find_real_data()
+    if folder is None:
         pytest.fail(
-            f"The real Fashion-MNIST files are not in {REAL_DATA}: "
-            "run `apt-get install -y dataset-fashion-mnist` (as .ci/run does)."
+            "The real Fashion-MNIST files are neither in data/01_raw/fashion-mnist/ nor where the Debian "
+            "package puts them (/usr/share/datasets/fashion-mnist/): the README's test command installs the "
+            "package, or run `kedro run --pipelines data_processing` once to download them (the tests never do)."
         )
-    return REAL_DATA
-
-
-def copy_project(target: Path) -> Path:
-    """A copy of the project's configuration with an empty data/ tree, to run sessions in."""
-    for item in ("conf", "pyproject.toml", ".telemetry"):
-        source = PROJECT_ROOT / item
-        if source.is_dir():
-            shutil.copytree(source, target / item, ignore=shutil.ignore_patterns("credentials*"))
-        elif source.exists():
-            shutil.copy2(source, target / item)
-    (target / "src").mkdir()  # bootstrap_project wants a source folder; the package is installed
-    for layer in ("01_raw", "05_model_input", "06_models", "07_model_output", "08_reporting"):
-        (target / "data" / layer).mkdir(parents=True, exist_ok=True)
-    return target
+    return folder
 
 
 @pytest.fixture
@@ -85,49 +41,3 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_data_dir: Path
     path = copy_project(tmp_path / "project")
     monkeypatch.chdir(path)
     return path
-
-
-def nest(params: dict) -> dict:
-    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as `kedro run --params a.b=1` passes them."""
-    nested: dict = {}
-    for dotted, value in params.items():
-        *parents, leaf = dotted.split(".")
-        node = nested
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return nested
-
-
-def run_session(project_path: Path, pipelines: list[str], params: dict | None = None, env: str | None = None,
-                **run_kwargs):
-    """Run pipelines in a real KedroSession of ``project_path``; return the session's catalog."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    bootstrap_project(project_path)
-    with KedroSession.create(project_path=project_path, runtime_params=nest(params or {}), env=env) as session:
-        session.run(pipeline_names=pipelines, **run_kwargs)
-        return session.load_context().catalog
-
-
-QUICK = {"data.train_limit": 600, "data.test_limit": 200}
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
-        pass
-
-
-@contextlib.contextmanager
-def serve_folder(folder: Path, handler: type[SimpleHTTPRequestHandler] = QuietHandler):
-    """A static HTTP server for ``folder`` on a free 127.0.0.1 port, in a thread of this process."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)

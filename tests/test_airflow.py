@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QUICK, run_session
+from support import QUICK, run_session
 from kedro.framework.project import pipelines
 from kedro.io import MemoryDataset
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_session
+from support import run_session
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import nbformat
-from conftest import PROJECT_ROOT, run_session
+from support import PROJECT_ROOT, run_session
 from nbclient import NotebookClient
 
 

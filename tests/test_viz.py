@@ -32,11 +32,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import QUICK, copy_project, serve_folder
+from support import QUICK, copy_project, serve_folder
 
 RUN_VARIANT = "cnn"  # the notebook's main model; the quick run and the previews use it
 LAYERS = ["raw", "intermediate", "model_input", "models", "model_output", "reporting"]
-# TensorFlow's CUDA probe lines on a machine without a GPU (see fashion_cnn.quiet).
+# TensorFlow's CUDA probe lines on a machine without a GPU (see fashion_cnn.runtime.quiet).
 TF_NOISE = ("absl::InitializeLog()", "cudart_stub.cc", "failed call to cuInit")
 PREVIEW_TYPES = {"JSONDataset": "JSONPreview", "CSVDataset": "TablePreview", "MatplotlibDataset": "ImagePreview"}
 CHROMIUM_FLAGS = [

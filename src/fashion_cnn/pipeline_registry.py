@@ -12,7 +12,7 @@ import logging
 from kedro.framework.project import find_pipelines, pipelines
 from kedro.pipeline import Pipeline
 
-from fashion_cnn.variants import load_parameters, partition_variants
+from fashion_cnn.variants import load_parameters, partition_variants, variant_of
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     found = find_pipelines(raise_errors=True)
     data = found["data_processing"]
     variants = found.pop("variants")
-    namespaces = sorted({n.namespace.split(".")[0] for n in variants.nodes if n.namespace})
+    namespaces = sorted({variant for node in variants.nodes if (variant := variant_of(node))})
 
     registry = dict(found)
     for name in namespaces:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fashion_cnn.architecture import SpecError
+from fashion_cnn.model.architecture import SpecError
 
 PIXEL_DTYPES = ("float32", "float64")
 SPLITS = ("train", "test")

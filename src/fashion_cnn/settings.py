@@ -5,11 +5,12 @@ import warnings
 
 from kedro.config import OmegaConfigLoader
 
-from fashion_cnn import quiet
-from fashion_cnn.hooks import TensorFlowRuntimeHook, ValidateVariantsHook
-from fashion_cnn.run_guard import RunGuardHook
-from fashion_cnn.timing import RunTimingsHook
-from fashion_cnn.tracking import MlflowVariantRunsHook
+from fashion_cnn.runtime import quiet
+from fashion_cnn.runtime.checks import ValidateVariantsHook
+from fashion_cnn.runtime.run_guard import RunGuardHook
+from fashion_cnn.runtime.tensorflow_runtime import TensorFlowRuntimeHook
+from fashion_cnn.runtime.timing import RunTimingsHook
+from fashion_cnn.runtime.tracking import MlflowVariantRunsHook
 
 # Kedro 1.7 calls an OmegaConf 2.4 API that warns on every command; nothing for users to act on.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)

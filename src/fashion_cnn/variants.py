@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fashion_cnn.architecture import SpecError
+from fashion_cnn.model.architecture import SpecError
 
 VARIANT_KEYS = {"architecture", "description", "tags", "training"}
 CONVOLUTION_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv2D", "DepthwiseConv2D")
@@ -53,6 +53,20 @@ def variant_block_problem(name: str, block: Mapping[str, Any]) -> str | None:
     if not isinstance(block.get("tags", []), list):
         return f"Variant '{name}': `tags` must be a list, got {block['tags']!r}."
     return None
+
+
+DATA_NAMESPACE = "data_processing"
+
+
+def namespace_of(node: Any) -> str | None:
+    """The top-level namespace of a Kedro node (a variant's name, or ``data_processing``)."""
+    return node.namespace.split(".")[0] if node.namespace else None
+
+
+def variant_of(node: Any) -> str | None:
+    """The model variant a node belongs to, or None (data processing, comparison)."""
+    namespace = namespace_of(node)
+    return None if namespace == DATA_NAMESPACE else namespace
 
 
 def is_convolutional(spec: Mapping[str, Any]) -> bool:

@@ -102,6 +102,10 @@ class FashionMNISTDataset(AbstractDataset[None, dict[str, np.ndarray]]):
                 )
         return arrays
 
+    def folder(self) -> Path | None:
+        """The first folder that holds all four files, or None (they are still to be downloaded)."""
+        return self._find_folder()
+
     def label_arrays(self) -> tuple[Path, dict[str, np.ndarray]] | None:
         """The folder in use and its train and test labels (kilobytes, not checksummed: ``load``
         does that), for checks before a run; None while the files are still to be downloaded."""

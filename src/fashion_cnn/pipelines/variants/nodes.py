@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from fashion_cnn.architecture import build_model as build_keras_model
-from fashion_cnn.architecture import model_summary
-from fashion_cnn.training import compile_model, make_callbacks, merge_training_settings
+from fashion_cnn.model.architecture import model_summary
+from fashion_cnn.model.training import compiled_model, make_callbacks, merge_training_settings
 
 # pandas loads inside the nodes, so that `kedro registry list` and other CLI calls that
 # import this module do not pay for them; the aliases keep the signatures readable and
@@ -23,17 +22,6 @@ def resolve_training_settings(
 ) -> dict[str, Any]:
     """The variant's training settings: ``training_defaults`` updated with its own ``training``."""
     return merge_training_settings(variant, defaults, overrides)
-
-
-def compiled_model(
-    variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any], steps_per_epoch: int = 1
-) -> Any:
-    """The variant's Keras model, compiled, with seeded initial weights (the same on every call)."""
-    import keras
-
-    keras.utils.set_random_seed(settings["seed"])
-    model = build_keras_model(variant, architecture, data["input_shape"], len(data["class_names"]))
-    return compile_model(variant, model, settings, steps_per_epoch)
 
 
 def build_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]) -> str:
@@ -70,7 +58,7 @@ def train_model(
     import keras
     import pandas as pd
 
-    from fashion_cnn.callbacks import EpochTimer
+    from fashion_cnn.model.callbacks import EpochTimer
 
     images = model_inputs["train_images"]
     train_images, train_labels, validation = _split_validation(

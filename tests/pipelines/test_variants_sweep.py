@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_session
+from support import run_session
 
 from fashion_cnn.variants import load_variants
 
@@ -105,7 +105,7 @@ def test_stop_at_threshold_ends_training_early(project):
 def test_stop_at_threshold_callback(mode, threshold, epochs_run):
     import keras
 
-    from fashion_cnn.callbacks import StopAtThreshold
+    from fashion_cnn.model.callbacks import StopAtThreshold
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])

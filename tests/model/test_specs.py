@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from fashion_cnn.architecture import SpecError, build_model, model_summary
-from fashion_cnn.hooks import runtime_environment
-from fashion_cnn.training import compile_model, merge_training_settings
+from fashion_cnn.model.architecture import SpecError, build_model, model_summary
+from fashion_cnn.runtime.tensorflow_runtime import runtime_environment
+from fashion_cnn.model.training import compile_model, merge_training_settings
 from fashion_cnn.variants import find_variants, is_convolutional, load_parameters
 
 PARAMETERS = None
@@ -46,6 +48,18 @@ def test_configured_baselines_are_the_notebooks_models():
     ]
     assert is_convolutional(variants["cnn"]) and not is_convolutional(variants["dense"])
     assert "Total params: 113,386" in model_summary(cnn)
+
+
+def test_the_summary_holds_the_whole_table_on_a_narrow_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # what a pipe or a Kedro log console gives Keras
+    cnn = build(find_variants(parameters())["cnn"]["architecture"], "cnn")
+    summary = model_summary(cnn)
+    assert "Param #" in summary.splitlines()[2]
+    for layer, count in (("conv2d_1 (Conv2D)", "320"), ("conv2d_3 (Conv2D)", "9,248"), ("dense_6 (Dense)", "102,528"),
+                         ("dense_7 (Dense)", "1,290")):
+        (row,) = [line for line in summary.splitlines() if layer in line]
+        assert row.rstrip(" │").endswith(count), row
+    assert os.environ["COLUMNS"] == "80"  # left as it was
 
 
 def test_unknown_layer_type_lists_the_valid_ones():

@@ -35,6 +35,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from fashion_cnn.variants import DATA_NAMESPACE, namespace_of
+
 logger = logging.getLogger(__name__)
 
 PHASES = ("start-up", "TensorFlow import", "checks", "data", "training", "evaluation", "reporting",
@@ -52,7 +54,7 @@ def process_age() -> float | None:
 
 
 def phase_of(node: Any) -> str:
-    if (node.namespace or "").split(".")[0] == "data_processing":
+    if namespace_of(node) == DATA_NAMESPACE:
         return "data"
     function = getattr(node.func, "__name__", "") or type(node.func).__name__
     name = node.name.rsplit(".", 1)[-1]
@@ -80,6 +82,7 @@ class RunTimingsHook:
         self._lock = threading.Lock()
         self.last: dict[str, float] | None = None  # the last run's figures, for tests and notebooks
         self._process_start: float | None = None  # set by after_context_created
+        self._enabled = True  # `runtime.timings`
         self._reset()
 
     def _reset(self) -> None:
@@ -95,7 +98,8 @@ class RunTimingsHook:
         return (*key, threading.get_ident())  # ThreadRunner: the same node or dataset name per thread
 
     def _begin(self, *key: Any) -> None:
-        self._started[self._key(*key)] = time.perf_counter()
+        if self._running:  # off with `runtime.timings: false`: every hook is then a no-op
+            self._started[self._key(*key)] = time.perf_counter()
 
     def _end(self, phase: str, *key: Any) -> None:
         start = self._started.pop(self._key(*key), None)
@@ -114,10 +118,16 @@ class RunTimingsHook:
         age = process_age() if from_cli else None
         self._process_start = now - (age or 0.0)
 
+    @hook_impl
+    def after_catalog_created(self, parameters: dict[str, Any]) -> None:
+        self._enabled = (parameters.get("params:runtime") or {}).get("timings", True) is not False
+
     # tryfirst, and registered after the spec check so that pluggy calls it before that check.
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         self._reset()
+        if not self._enabled:
+            return
         now = time.perf_counter()
         self._running = True
         if self._process_start is None:  # a session without a context hook call: start here
@@ -132,7 +142,7 @@ class RunTimingsHook:
 
     @hook_impl(trylast=True)  # after other hooks' set-up (tracking starts its runs there)
     def before_node_run(self, node: Any) -> None:
-        if self._first_node is None:
+        if self._running and self._first_node is None:
             self._first_node = time.perf_counter()
             self._times["checks"] = self._first_node - self._checks_start
         self._begin("node", node.name)

@@ -1,4 +1,4 @@
-"""fashion_cnn.quiet: TensorFlow's CUDA probe lines go, every other stderr line stays.
+"""fashion_cnn.runtime.quiet: TensorFlow's CUDA probe lines go, every other stderr line stays.
 
 The import hook is tested with a stand-in `tensorflow` package that writes TensorFlow's exact
 lines (and genuine ones) to file descriptor 2. Real `kedro run`s with the real TensorFlow, one
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fashion_cnn.quiet import NoiseFilter, filtered_stderr
+from fashion_cnn.runtime.quiet import NoiseFilter, filtered_stderr
 
 PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 NO_DRIVER = (b"I0000 00:00:1795816287.435509    8997 cudart_stub.cc:31] Could not find cuda drivers on your "
@@ -88,13 +88,13 @@ class config:
 
 SCRIPT = """
 import importlib, importlib.abc, importlib.resources, importlib.util, os, sys
-from fashion_cnn import quiet
+from fashion_cnn.runtime import quiet
 os.write(2, b"before\\n")
 quiet.install()
 # Kedro's IPython extension re-imports the project's modules, so `install` runs again from a new copy.
-del sys.modules["fashion_cnn.quiet"]
-assert importlib.import_module("fashion_cnn.quiet") is not quiet
-importlib.import_module("fashion_cnn.quiet").install()
+del sys.modules["fashion_cnn.runtime.quiet"]
+assert importlib.import_module("fashion_cnn.runtime.quiet") is not quiet
+importlib.import_module("fashion_cnn.runtime.quiet").install()
 installed = sum(getattr(f, "_fashion_cnn_quiet_tensorflow", False) is True for f in sys.meta_path)
 assert installed == (0 if os.environ.get("FASHION_CNN_TF_NOISE") == "1" else 1), installed
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IDX_NAMES, make_arrays, write_idx_folder
+from support import IDX_NAMES, make_arrays, write_idx_folder
 from kedro.io import DatasetError
 
 from fashion_cnn.datasets import FashionMNISTDataset

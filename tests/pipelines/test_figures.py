@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_session
+from support import run_session
 
-from fashion_cnn.architecture import build_model
+from fashion_cnn.model.architecture import build_model
 from fashion_cnn.pipelines.data_processing.nodes import tabulate_first_test_labels
 from fashion_cnn.pipelines.variants.figures import (
     plot_confusion_matrix,
@@ -90,6 +90,19 @@ def test_kernels_figure_shows_every_first_layer_filter(small_cnn):
     for index in range(8):
         np.testing.assert_array_equal(mosaic[:, index * 4 : index * 4 + 3], kernels[:, :, index])
     assert [text.get_text() for text in figure.axes[0].texts] == [str(i) for i in range(8)]
+
+
+@pytest.mark.parametrize("filters", [3, 8, 16, 32, 64])
+def test_kernels_are_drawn_square(filters):
+    import keras
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(filters, 3)], name=f"filters_{filters}")
+    figure = plot_first_layer_kernels(model)
+    FigureCanvasAgg(figure).draw()  # the layout as saved
+    (x0, y0), (x1, y1) = figure.axes[0].transData.transform([(0, 0), (1, 1)])
+    assert abs(x1 - x0) == pytest.approx(abs(y1 - y0), rel=0.01)  # one kernel weight: as wide as high, in pixels
+    assert abs(x1 - x0) > 10
 
 
 def test_confusion_matrix_and_per_class_table():

@@ -44,7 +44,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from fashion_cnn.variants import partition_variants, is_convolutional
+from fashion_cnn.variants import is_convolutional, partition_variants, variant_of
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class MlflowVariantRunsHook:
         self._catalog: Any = None
 
     def _variant_of(self, node: Any) -> str | None:
-        variant = node.namespace.split(".")[0] if node.namespace else None
+        variant = variant_of(node)
         return variant if variant in self._runs else None
 
     @staticmethod
@@ -167,7 +167,7 @@ class MlflowVariantRunsHook:
         variants = partition_variants(catalog.load("parameters"))[0]
         pending: dict[str, set[str]] = {}
         for node in pipeline.nodes:
-            variant = node.namespace.split(".")[0] if node.namespace else None
+            variant = variant_of(node)
             if variant in variants:
                 pending.setdefault(variant, set()).add(node.name)
         if not pending:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IDX_NAMES, QUICK, QuietHandler, run_session, serve_folder
+from support import IDX_NAMES, QUICK, QuietHandler, run_session, serve_folder
 from kedro.io import DatasetError
 from kedro.io.core import Version
 
-from fashion_cnn.architecture import SpecError
+from fashion_cnn.model.architecture import SpecError
 from fashion_cnn.datasets import FashionMNISTDataset, ModelInputsDataset
 from fashion_cnn.preflight import NotEnoughDiskError
-from fashion_cnn.runs import RunCollisionError
+from fashion_cnn.runtime.runs import RunCollisionError
 
 V1, V2, V3 = "2026-01-01T00.00.00.001Z", "2026-01-01T00.00.00.002Z", "2026-01-01T00.00.00.003Z"
 CNN_QUICK = {**QUICK, "cnn.training.epochs": 1, "cnn.training.verbose": 0}
@@ -136,10 +137,8 @@ def test_a_full_disk_during_a_save_keeps_the_previous_version_and_says_so(small_
 
 def test_a_run_that_would_fill_the_disk_stops_before_anything_is_written(project, small_disk):
     data = project / "data"
-    for layer in data.iterdir():
-        layer.rmdir()
-    data.rmdir()
-    data.symlink_to(small_disk)  # the project's data/ on the 3 MB disk
+    shutil.rmtree(data)
+    data.symlink_to(small_disk)  # the project's data/ on the 3 MB disk (the raw data is read from its package)
     with pytest.raises(NotEnoughDiskError, match=r"writes about \d+ MB to the disk of .*project/data, which has 3 MB free"):
         run_session(project, ["cnn"], {**CNN_QUICK, "data.train_limit": 2000})
     assert [p.name for p in small_disk.rglob("*") if p.is_file()] == []  # not even the run's record

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 from kedro.io import Version
 
-from fashion_cnn.architecture import build_model
+from fashion_cnn.model.architecture import build_model
 from fashion_cnn.datasets.keras_model_dataset import KerasModelDataset
 
 TINY = ["Flatten", {"Dense": {"units": 10, "activation": "softmax"}}]

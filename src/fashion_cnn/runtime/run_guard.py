@@ -12,13 +12,14 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from fashion_cnn import runs
+from fashion_cnn.runtime import runs
+from fashion_cnn.variants import variant_of
 
 logger = logging.getLogger(__name__)
 
 
 class RunGuardHook:
-    """Claims the run's save version (:mod:`fashion_cnn.runs`), names the project's other active
+    """Claims the run's save version (:mod:`fashion_cnn.runtime.runs`), names the project's other active
     runs, and ends an interrupted run with one line: the variants finished and saved, and that
     nothing partial was kept (saves are whole or nothing, see ``datasets.whole_files``).
 
@@ -61,8 +62,8 @@ class RunGuardHook:
                            runs.describe(other))
         self._pending, self._saved = {}, {}
         for node in pipeline.nodes:
-            variant = node.namespace.split(".")[0] if node.namespace else None
-            if variant and variant != "data_processing":
+            variant = variant_of(node)
+            if variant:
                 self._pending.setdefault(variant, set()).add(node.name)
         self._interrupted = False
         self._install_signal_handlers()
@@ -75,7 +76,7 @@ class RunGuardHook:
 
     @hook_impl
     def after_node_run(self, node: Any) -> None:
-        variant = node.namespace.split(".")[0] if node.namespace else None
+        variant = variant_of(node)
         if variant in self._pending:
             self._pending[variant].discard(node.name)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import QUICK, copy_project, nest, run_session
+from support import QUICK, copy_project, nest, run_session
 from kedro.framework.project import pipelines
 
 from fashion_cnn.variants import load_variants
@@ -153,7 +153,7 @@ def test_without_the_extra_the_project_runs_as_before(project):
     assert "No module named" not in output
     # Not about tracking, and there with or without the extra: kedro-viz's run hook warns on every
     # programmatic (not `kedro run`) session; TensorFlow's C++ start-up lines (absl) are
-    # fashion_cnn.quiet's business.
+    # fashion_cnn.runtime.quiet's business.
     known = ("Workflow tracking is", "absl::InitializeLog")
     warnings = [line for line in output.splitlines()
                 if "warning" in line.lower() and not any(text in line for text in known)]

@@ -1,12 +1,9 @@
-"""Project hooks: a quiet TensorFlow, and every variant's spec checked before anything trains."""
+"""Every check of a run before its first node (a hook that uses the model layer and preflight)."""
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,66 +11,10 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 
 from fashion_cnn import preflight
-from fashion_cnn.architecture import SpecError
-from fashion_cnn.variants import is_convolutional, partition_variants
+from fashion_cnn.model.architecture import SpecError
+from fashion_cnn.variants import is_convolutional, partition_variants, variant_of
 
 logger = logging.getLogger(__name__)
-
-
-# `runtime` parameters and the environment variables TensorFlow reads once, when it is imported.
-RUNTIME_VARIABLES = {
-    "onednn": "TF_ENABLE_ONEDNN_OPTS",
-    "intra_op_threads": "TF_NUM_INTRAOP_THREADS",
-    "inter_op_threads": "TF_NUM_INTEROP_THREADS",
-}
-
-
-def runtime_environment(runtime: Mapping[str, Any] | None) -> dict[str, str]:
-    """The environment variables for the ``runtime`` parameters; :class:`SpecError` for bad values."""
-    runtime = dict(runtime or {})
-    unknown = sorted(set(runtime) - set(RUNTIME_VARIABLES))
-    if unknown:
-        raise SpecError(f"Unknown `runtime` setting(s) {unknown}; valid: {sorted(RUNTIME_VARIABLES)}.")
-    environment = {}
-    onednn = runtime.get("onednn")
-    if onednn is not None:
-        if not isinstance(onednn, bool):
-            raise SpecError(f"`runtime.onednn` must be true, false or null (TensorFlow's default), got {onednn!r}.")
-        environment[RUNTIME_VARIABLES["onednn"]] = "1" if onednn else "0"
-    for key in ("intra_op_threads", "inter_op_threads"):
-        threads = runtime.get(key)
-        if threads is None:
-            continue
-        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-            raise SpecError(f"`runtime.{key}` must be a positive whole number, or null for TensorFlow's "
-                            f"default (one thread per core), got {threads!r}.")
-        environment[RUNTIME_VARIABLES[key]] = str(threads)
-    return environment
-
-
-class TensorFlowRuntimeHook:
-    """Environment TensorFlow reads once, at import, set before any node or dataset imports it.
-
-    Quiet C++ INFO lines (`TF_CPP_MIN_LOG_LEVEL=1`), and oneDNN kernels and thread pools as the
-    ``runtime`` parameters say; a user's own environment variables win. The CUDA-probe filter
-    (:mod:`fashion_cnn.quiet`) is installed by ``settings.py``, which every Kedro command imports.
-    """
-
-    # The catalog's parameters, already loaded and merged with --params: reading
-    # `context.params` earlier would load and validate them once more (about a second).
-    @hook_impl(tryfirst=True)
-    def after_catalog_created(self, catalog: Any, parameters: dict[str, Any]) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-        wanted = runtime_environment(parameters.get("params:runtime"))
-        if "tensorflow" in sys.modules:
-            differs = {k: v for k, v in wanted.items() if k not in os.environ}  # else the user's value rules
-            if differs:
-                logger.warning("TensorFlow was imported before this Kedro session, so the `runtime` "
-                               "parameters (%s) do not apply to it; restart the Python process.",
-                               ", ".join(f"{k}={v}" for k, v in differs.items()))
-            return
-        for variable, value in wanted.items():
-            os.environ.setdefault(variable, value)
 
 
 class ValidateVariantsHook:
@@ -119,7 +60,7 @@ class ValidateVariantsHook:
 
 
 def variant_namespaces(pipeline: Any) -> set[str]:
-    return {n.namespace.split(".")[0] for n in pipeline.nodes if n.namespace}
+    return {variant for node in pipeline.nodes if (variant := variant_of(node))}
 
 
 def check_broken_variants(broken: dict[str, str], parameters: dict[str, Any], pipeline_names: list[str] | None) -> None:
@@ -195,9 +136,8 @@ def check_variant(name: str, spec: dict[str, Any], parameters: dict[str, Any],
                   test_images: int | None = None) -> tuple[int, dict[str, Any]]:
     """Raise :class:`SpecError` unless the variant builds, compiles and gets its callbacks, and its
     activation grid fits ``test_images``; return its parameter count and training settings."""
-    from fashion_cnn.pipelines.variants.figures import check_activation_settings
-    from fashion_cnn.pipelines.variants.nodes import compiled_model
-    from fashion_cnn.training import make_callbacks, merge_training_settings
+    from fashion_cnn.model.activations import check_activation_settings
+    from fashion_cnn.model.training import compiled_model, make_callbacks, merge_training_settings
 
     settings = merge_training_settings(name, parameters["training_defaults"], spec["training"])
     data = parameters["data"]

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import QUICK, run_session
+from support import QUICK, run_session
 
-from fashion_cnn.architecture import SpecError
+from fashion_cnn.model.architecture import SpecError
 from fashion_cnn.pipelines.data_processing.nodes import normalise_images
 from fashion_cnn.settings import HOOKS
-from fashion_cnn.timing import RunTimingsHook
+from fashion_cnn.runtime.timing import RunTimingsHook
 
 CNN_QUICK = {"data.train_limit": 2000, "data.test_limit": 500, "cnn.training.epochs": 1, "cnn.training.verbose": 0}
 
@@ -138,3 +138,13 @@ def test_a_bad_runtime_parameter_fails_before_the_run(project):
     with pytest.raises(SpecError, match=r"`runtime\.intra_op_threads` must be a positive whole number"):
         run_session(project, ["data_processing"], {"runtime.intra_op_threads": 0})
     assert not (project / "data/08_reporting/data_summary.json").exists()
+
+
+def test_the_timing_line_can_be_switched_off(project):
+    timings = next(hook for hook in HOOKS if isinstance(hook, RunTimingsHook))
+    timings.last = None
+    run_session(project, ["dense"], {**QUICK, "dense.training.epochs": 1, "dense.training.verbose": 0,
+                                     "runtime.timings": False})
+    assert timings.last is None  # nothing measured, nothing logged
+    run_session(project, ["dense"], {**QUICK, "dense.training.epochs": 1, "dense.training.verbose": 0})
+    assert timings.last is not None and timings.last["wall"] > 0

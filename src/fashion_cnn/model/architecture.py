@@ -8,9 +8,11 @@ training starts. Keras is imported inside the functions so that the Kedro CLI st
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 
@@ -116,8 +118,29 @@ def build_model(
     return keras.Model(inputs=inputs, outputs=x, name=variant)
 
 
+SUMMARY_WIDTH = 100
+
+
 def model_summary(model) -> str:
-    """``model.summary()`` as plain text."""
+    """``model.summary()`` as plain text: the whole table (layer, output shape, parameters) and
+    the totals."""
     lines: list[str] = []
-    model.summary(print_fn=lambda line, **_: lines.append(line), line_length=100)
+    # Keras draws the table on a rich console as wide as the terminal (80 columns without one),
+    # which crops the columns past that: the `Param #` column went missing.
+    with _environment(COLUMNS=str(SUMMARY_WIDTH + 20)):
+        model.summary(print_fn=lambda line, **_: lines.append(line), line_length=SUMMARY_WIDTH)
     return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fashion_cnn.architecture import SpecError
+from fashion_cnn.model.architecture import SpecError, build_model
 
 THRESHOLD_MODES = ("below", "above")
 
@@ -116,7 +116,7 @@ def make_callbacks(settings: Mapping[str, Any]) -> list:
     """Keras callbacks asked for in ``settings``: threshold stop and early stopping."""
     import keras
 
-    from fashion_cnn.callbacks import StopAtThreshold
+    from fashion_cnn.model.callbacks import StopAtThreshold
 
     callbacks = []
     if settings.get("stop_at_threshold"):
@@ -124,3 +124,14 @@ def make_callbacks(settings: Mapping[str, Any]) -> list:
     if settings.get("early_stopping"):
         callbacks.append(keras.callbacks.EarlyStopping(**settings["early_stopping"]))
     return callbacks
+
+
+def compiled_model(
+    variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any], steps_per_epoch: int = 1
+) -> Any:
+    """The variant's Keras model, compiled, with seeded initial weights (the same on every call)."""
+    import keras
+
+    keras.utils.set_random_seed(settings["seed"])
+    model = build_model(variant, architecture, data["input_shape"], len(data["class_names"]))
+    return compile_model(variant, model, settings, steps_per_epoch)
