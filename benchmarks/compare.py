@@ -1,7 +1,7 @@
 """Benchmark: the notebook's own code against `kedro run`, interleaved, on the same data.
 
     python benchmarks/compare.py                          # cnn and dense, 2 rounds
-    python benchmarks/compare.py --venv .venv-readme --fast --tracking   # the figures in the README
+    python benchmarks/compare.py --venv .venv-readme --fast --tracking   # the figures in docs/performance.md
 
 For each job it prints wall seconds, seconds per epoch (the `fit` call over its epochs, for
 both), test accuracy, peak RSS, the overhead (the wall time less the TensorFlow import, the fit

@@ -29,8 +29,7 @@ GENUINE = b"E0000 00:00:1795816290.000001    8997 op_kernel.cc:1857] OP_REQUIRES
 
 
 def run_filter(lines: list[bytes], **kwargs) -> list[bytes]:
-    noise = NoiseFilter(**kwargs)
-    return [kept for line in lines for kept in noise.feed(line)] + noise.close()
+    return NoiseFilter(**kwargs).keep(lines)
 
 
 def test_the_known_lines_go_and_the_preamble_goes_with_them():

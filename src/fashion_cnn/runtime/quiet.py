@@ -10,13 +10,12 @@ up, so neither ``TF_CPP_MIN_LOG_LEVEL`` nor Python's ``logging``/``warnings`` ca
 
 :func:`install` puts an import hook in front of ``import tensorflow`` (no TensorFlow import
 itself, so it costs nothing to commands that never need it). While TensorFlow is first imported,
-file descriptor 2 goes through a pipe and a thread copies every line back to the real stderr
-except the lines above. Only if TensorFlow said it found no CUDA driver, its devices are then
-listed once, under the same filter, because that is when the ``cuInit`` failure is printed; on a
-machine with a driver, the filter never drops a ``cuInit`` failure. The oneDNN notice is an INFO
-line like the ones ``TF_CPP_MIN_LOG_LEVEL=1`` (the project's default) hides, printed too early for
-that setting to apply: it is dropped when that level hides INFO lines. Every other line, before,
-during and after the import, reaches stderr unchanged.
+file descriptor 2 is captured in an unlinked temporary file, and afterwards every line is written
+to the real stderr, in order, except the lines above. Only if TensorFlow said it found no CUDA
+driver are its devices then listed once, captured the same way, because that is when the
+``cuInit`` failure is printed; on a machine with a driver, a ``cuInit`` failure is never dropped.
+The oneDNN notice is dropped when ``TF_CPP_MIN_LOG_LEVEL`` (the project's default: 1) hides
+TensorFlow's other INFO lines, which it is printed too early to obey.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import importlib.abc
 import os
 import re
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -37,8 +37,6 @@ NO_CUDA_DRIVERS = re.compile(
 CUINIT_FAILED = re.compile(rb"[EWI]\d{4} [\d:.]+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit: .*")
 ONEDNN_NOTICE = re.compile(rb"[IWE]\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\. .*")
 
-_PIPE_SIZE = 1 << 20  # room for a lot of stderr while C++ code holds the GIL during the import
-
 
 def _tf_hides_info() -> bool:
     """Whether ``TF_CPP_MIN_LOG_LEVEL`` asks TensorFlow to hide its INFO lines (level 1 or more)."""
@@ -49,17 +47,13 @@ def _tf_hides_info() -> bool:
 
 
 class NoiseFilter:
-    """Decides line by line (bytes, without the newline) what reaches stderr.
-
-    The absl preamble is held back until the next line: dropped with it if that line is dropped,
-    written before it otherwise (or at :meth:`close`).
-    """
+    """Decides which captured lines (bytes, without their newline) reach stderr; an absl preamble
+    goes with the line after it when that line goes."""
 
     def __init__(self, no_cuda_drivers: bool = False, hide_info: bool | None = None) -> None:
         self.no_cuda_drivers = no_cuda_drivers
         self.hide_info = _tf_hides_info() if hide_info is None else hide_info
         self.dropped: list[bytes] = []
-        self._held: bytes | None = None
 
     def _is_noise(self, line: bytes) -> bool:
         if NO_CUDA_DRIVERS.fullmatch(line):
@@ -69,43 +63,14 @@ class NoiseFilter:
             return True
         return self.no_cuda_drivers and CUINIT_FAILED.fullmatch(line) is not None
 
-    def feed(self, line: bytes) -> list[bytes]:
-        """The lines to write now, in order, for one more line of input."""
-        held, self._held = self._held, None
-        if ABSL_PREAMBLE.fullmatch(line):
-            self._held = line
-            return [held] if held is not None else []
-        if self._is_noise(line):
-            self.dropped.extend(x for x in (held, line) if x is not None)
-            return []
-        return [held, line] if held is not None else [line]
-
-    def close(self) -> list[bytes]:
-        held, self._held = self._held, None
-        return [held] if held is not None else []
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    with contextlib.suppress(OSError):  # a closed stderr must not break the import
-        while data:
-            data = data[os.write(fd, data):]
-
-
-def _pump(read_fd: int, out_fd: int, noise: NoiseFilter) -> None:
-    pending = b""
-    try:
-        while chunk := os.read(read_fd, 65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            kept = [line for text in lines for line in noise.feed(text)]
-            if kept:
-                _write_all(out_fd, b"".join(line + b"\n" for line in kept))
-    finally:
-        tail = noise.close()
-        if pending:  # an unfinished last line is written as it is
-            tail.append(pending)
-        if tail:
-            _write_all(out_fd, b"\n".join(tail) + (b"" if pending else b"\n"))
-        os.close(read_fd)
+    def keep(self, lines: list[bytes]) -> list[bytes]:
+        """The lines to write, in order."""
+        noise = [not ABSL_PREAMBLE.fullmatch(line) and self._is_noise(line) for line in lines]
+        kept = []
+        for index, line in enumerate(lines):
+            goes_with_next = ABSL_PREAMBLE.fullmatch(line) and index + 1 < len(lines) and noise[index + 1]
+            (self.dropped if noise[index] or goes_with_next else kept).append(line)
+        return kept
 
 
 def _flush_python_stderr() -> None:
@@ -116,7 +81,8 @@ def _flush_python_stderr() -> None:
 
 @contextlib.contextmanager
 def filtered_stderr(noise: NoiseFilter | None = None) -> Iterator[NoiseFilter]:
-    """Route file descriptor 2 through ``noise`` (a new :class:`NoiseFilter` by default) until exit.
+    """Capture file descriptor 2 until exit, then write it through ``noise`` (a new
+    :class:`NoiseFilter` by default); an unfinished last line is written as it is.
 
     Does nothing (but still yields the filter) where file descriptor 2 cannot be redirected.
     """
@@ -127,28 +93,20 @@ def filtered_stderr(noise: NoiseFilter | None = None) -> Iterator[NoiseFilter]:
     except OSError:
         yield noise
         return
-    try:
-        read_fd, write_fd = os.pipe()
-    except OSError:
-        os.close(saved)
-        yield noise
-        return
-    with contextlib.suppress(Exception):
-        import fcntl
-
-        fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
-    pump = threading.Thread(target=_pump, args=(read_fd, saved, noise), name="quiet-stderr", daemon=True)
-    pump.start()
-    try:
-        yield noise
-    finally:
-        _flush_python_stderr()
-        os.dup2(saved, 2)  # closes the pipe's last write end: the pump drains it and stops
-        pump.join(timeout=10)
-        if not pump.is_alive():  # else a child process still holds the pipe; the pump keeps copying
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield noise
+        finally:
+            _flush_python_stderr()
+            os.dup2(saved, 2)
             os.close(saved)
+            captured.seek(0)
+            *lines, unfinished = captured.read().split(b"\n")
+            data = b"".join(line + b"\n" for line in noise.keep(lines)) + unfinished
+            with contextlib.suppress(OSError):  # a closed stderr must not break the import
+                while data:
+                    data = data[os.write(2, data):]
 
 
 class _QuietLoader(importlib.abc.Loader):

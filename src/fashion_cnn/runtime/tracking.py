@@ -24,7 +24,7 @@ Without kedro-mlflow installed, or with tracking disabled for the pipeline in ``
 (kedro-mlflow then opens no run), every method returns at once: MLflow is never imported by
 this hook (it only uses MLflow when kedro-mlflow has imported it and opened a run).
 Tracking follows the thread of each node, so it works with the Sequential and Thread runners;
-ParallelRunner's worker processes do not share the parent's MLflow state (see the README).
+ParallelRunner's worker processes do not share the parent's MLflow state (see docs/tracking.md).
 """
 
 from __future__ import annotations

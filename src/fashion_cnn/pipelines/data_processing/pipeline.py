@@ -40,7 +40,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         ],
         tags="data",
         # One namespace, datasets unprefixed: `kedro run --namespaces data_processing` runs it, and
-        # `kedro airflow create --group-by namespace` makes it one task (README "Scaling out").
+        # `kedro airflow create --group-by namespace` makes it one task (docs/scaling-out.md).
         namespace="data_processing",
         prefix_datasets_with_namespace=False,
     )
