@@ -110,7 +110,7 @@ def commit(temp: Path, final: Path, exclusive: bool) -> None:
         pass
 
 
-def disk_full_error(final: Path, exc: OSError) -> DatasetError:
+def disk_full_error(final: Path) -> DatasetError:
     free = shutil.disk_usage(final.parent if final.parent.exists() else Path.cwd()).free
     return DatasetError(
         f"No space left on the disk while saving {final} ({free / 1e6:.1f} MB free). Nothing was written "
@@ -145,7 +145,7 @@ class WholeFileMixin:
             commit(self._temp_path, final, exclusive=versioned)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise disk_full_error(final, exc) from exc
+                raise disk_full_error(final) from exc
             raise
         finally:
             temp, self._temp_path = self._temp_path, None
@@ -171,7 +171,10 @@ class WholeFileMixin:
         try:
             return super().load()  # type: ignore[misc]
         except DatasetError as exc:
-            raise self._load_error(exc) from exc
+            named = self._load_error(exc)
+            if named is exc:
+                raise
+            raise named from exc
 
     def _load_error(self, exc: DatasetError) -> DatasetError:
         if not getattr(self, "_version", None):

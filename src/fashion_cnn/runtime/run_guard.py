@@ -30,7 +30,7 @@ class RunGuardHook:
     def __init__(self) -> None:
         self._record: Path | None = None
         self._pending: dict[str, set[str]] = {}
-        self._saved: dict[str, list[str]] = {}
+        self._models_saved: set[str] = set()
         self._previous_handlers: dict[int, Any] = {}
         self._interrupted = False
         atexit.register(self._at_exit)
@@ -60,7 +60,7 @@ class RunGuardHook:
             logger.warning("Another run of this project is under way (%s). Each run saves its own versions; "
                            "files without versions (tables, summaries) hold whichever run writes them last.",
                            runs.describe(other))
-        self._pending, self._saved = {}, {}
+        self._pending, self._models_saved = {}, set()
         for node in pipeline.nodes:
             variant = variant_of(node)
             if variant:
@@ -71,8 +71,8 @@ class RunGuardHook:
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
         variant, _, local = dataset_name.partition(".")
-        if variant in self._pending and local:
-            self._saved.setdefault(variant, []).append(local)
+        if variant in self._pending and local == "model":
+            self._models_saved.add(variant)
 
     @hook_impl
     def after_node_run(self, node: Any) -> None:
@@ -99,7 +99,7 @@ class RunGuardHook:
     def interruption_summary(self) -> str:
         finished = [variant for variant, left in self._pending.items() if not left]
         unfinished = [
-            f"{variant} (model saved)" if "model" in self._saved.get(variant, ()) else variant
+            f"{variant} (model saved)" if variant in self._models_saved else variant
             for variant, left in self._pending.items() if left
         ]
         parts = [f"finished and saved: {', '.join(finished) or 'none'}"]
