@@ -86,11 +86,17 @@ def models(tmp_path: Path) -> Path:
 def test_ctrl_c_during_a_model_save_keeps_the_previous_version_and_leaves_nothing(models):
     kedro_temp_before = set(Path("/tmp").glob("kedro_tensorflow_tmp*"))
     process = signal_during_save(models, V2, signal.SIGINT)
-    assert process.returncode != 0
-    assert sorted(p.name for p in (models / "model.keras").iterdir()) == [V1]  # no V2 folder at all
+    versions = sorted(p.name for p in (models / "model.keras").iterdir())
+    if process.returncode == 0:
+        # Now and then (about 1 save in 6 here) Keras's saving code absorbs the signal and the save
+        # runs to its end: then the new version must be whole.
+        assert versions == [V1, V2]
+        assert load_model_version(models).get_layer("dense").units == 6000
+    else:
+        assert versions == [V1]  # no V2 folder at all
+        assert load_model_version(models).get_layer("dense").units == 8  # the latest is still V1
     assert temp_files(models) == []
     assert set(Path("/tmp").glob("kedro_tensorflow_tmp*")) == kedro_temp_before
-    assert load_model_version(models).get_layer("dense").units == 8  # the latest is still V1
 
 
 def test_a_killed_model_save_is_never_the_latest_and_the_next_save_sweeps_its_temporary_file(models):

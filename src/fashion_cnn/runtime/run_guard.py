@@ -73,6 +73,17 @@ class RunGuardHook:
         variant, _, local = dataset_name.partition(".")
         if variant in self._pending and local == "model":
             self._models_saved.add(variant)
+        self._stop_if_interrupted()
+
+    @hook_impl
+    def before_node_run(self) -> None:
+        self._stop_if_interrupted()
+
+    def _stop_if_interrupted(self) -> None:
+        """Library code sometimes absorbs the KeyboardInterrupt that a signal raised in it (Keras's
+        model saving does, now and then): the run then stops here, at the next save or node."""
+        if self._interrupted and self._record is not None:
+            raise KeyboardInterrupt("interrupted earlier; the exception was absorbed where it was raised")
 
     @hook_impl
     def after_node_run(self, node: Any) -> None:
