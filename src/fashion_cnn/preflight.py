@@ -21,6 +21,8 @@ import numpy as np
 from fashion_cnn.model.architecture import SpecError
 
 PIXEL_DTYPES = ("float32", "float64")
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo: AVX-512 bf16 or AMX units
 SPLITS = ("train", "test")
 # Keras's .keras file holds the weights and Adam's two moment estimates per weight, plus a little.
 MODEL_FILE_BYTES_PER_PARAMETER = 3 * 4
@@ -56,6 +58,35 @@ def check_limit(name: str, limit: Any) -> None:
 def check_pixel_dtype(dtype: Any) -> None:
     if dtype not in PIXEL_DTYPES:
         raise SpecError(f"Parameter `data.pixel_dtype` must be one of {list(PIXEL_DTYPES)}, got {dtype!r}.")
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has bfloat16 units (``/proc/cpuinfo``'s flags; False where it cannot tell)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def resolve_precision(requested: str, bf16: bool) -> str:
+    """``auto``: mixed_bfloat16 on a CPU with bf16 units, else float32."""
+    if requested == "auto":
+        return "mixed_bfloat16" if bf16 else "float32"
+    return requested
+
+
+def check_precision(precision: str, bf16: bool, gpus: int) -> None:
+    if precision not in PRECISIONS:
+        raise SpecError(f"Parameter `runtime.precision` must be one of {list(PRECISIONS)}, got {precision!r}.")
+    if precision == "mixed_bfloat16" and not bf16 and not gpus:
+        raise SpecError(
+            "`runtime.precision: mixed_bfloat16` needs a CPU with bfloat16 units (AVX-512 BF16 or AMX; "
+            f"none of {list(BF16_CPU_FLAGS)} in /proc/cpuinfo) or a GPU; without them bf16 is emulated and slower. "
+            "Use `float32`, or `auto` to get bf16 only where the CPU has it."
+        )
 
 
 def check_data_parameters(data: Mapping[str, Any]) -> None:

@@ -167,3 +167,29 @@ def test_runtime_parameters_map_to_tensorflows_environment():
 def test_bad_runtime_parameters_are_named(runtime, message):
     with pytest.raises(SpecError, match=message):
         runtime_environment(runtime)
+
+
+def test_mixed_bfloat16_computes_in_bf16_with_float32_weights_and_output():
+    spec = [{"Conv2D": {"filters": 4, "kernel_size": 3}}, {"Dense": {"units": 3, "dtype": "float32"}},
+            "Flatten", {"Dense": {"units": 10, "activation": "softmax"}}]
+    model = build_model("bf16", spec, [28, 28, 1], 10, precision="mixed_bfloat16")
+    policies = [layer.dtype_policy.name for layer in model.layers[1:]]
+    assert policies == ["mixed_bfloat16", "float32", "mixed_bfloat16", "float32"]  # the spec's own dtype kept
+    assert all(weight.dtype == "float32" for weight in model.weights)
+    assert model.output.dtype == "float32"
+    assert all(layer.dtype_policy.name == "float32" for layer in build_model("f32", spec, [28, 28, 1], 10).layers)
+
+
+def test_precision_settings_and_cpu_support():
+    from fashion_cnn.preflight import check_precision, cpu_has_bf16, resolve_precision
+
+    assert cpu_has_bf16("processor : 0\nflags : fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    assert not cpu_has_bf16("processor : 0\nflags : fpu sse2 avx2 fma\n")
+    assert resolve_precision("auto", True) == "mixed_bfloat16" and resolve_precision("auto", False) == "float32"
+    assert resolve_precision("float32", True) == "float32"
+    check_precision("mixed_bfloat16", True, 0)
+    check_precision("mixed_bfloat16", False, 1)  # a GPU: TensorFlow's business
+    with pytest.raises(SpecError, match=r"mixed_bfloat16` needs a CPU with bfloat16 units .*`auto`"):
+        check_precision("mixed_bfloat16", False, 0)
+    with pytest.raises(SpecError, match=r"`runtime.precision` must be one of"):
+        runtime_environment({"precision": "float16"})

@@ -148,3 +148,16 @@ def test_the_timing_line_can_be_switched_off(project):
     assert timings.last is None  # nothing measured, nothing logged
     run_session(project, ["dense"], {**QUICK, "dense.training.epochs": 1, "dense.training.verbose": 0})
     assert timings.last is not None and timings.last["wall"] > 0
+
+
+def test_precision_auto_is_resolved_for_this_cpu_and_recorded(project):
+    from fashion_cnn.preflight import cpu_has_bf16, resolve_precision
+
+    catalog = run_session(project, ["cnn"], {**CNN_QUICK, "runtime.precision": "auto"})
+    expected = resolve_precision("auto", cpu_has_bf16())
+    settings = json.loads((project / "data/05_model_input/cnn/training_settings.json").read_text())
+    assert settings["precision"] == expected
+    model = catalog.load("cnn.model")
+    assert [layer.dtype_policy.name for layer in model.layers[1:-1]] == [expected] * (len(model.layers) - 2)
+    assert model.layers[-1].dtype_policy.name == "float32"
+    assert list(project.glob("data/08_reporting/cnn/activation_grid.png/*/activation_grid.png"))

@@ -62,8 +62,13 @@ def build_model(
     architecture: Sequence[Any],
     input_shape: Sequence[int],
     num_classes: int,
+    precision: str = "float32",
 ):
     """Build an uncompiled functional ``keras.Model`` from ``architecture``.
+
+    With ``precision="mixed_bfloat16"`` every layer computes in bfloat16 and keeps float32
+    weights (Keras's dtype policy), except the last, whose probabilities stay float32; a layer
+    given its own ``dtype`` in the spec keeps it.
 
     Raises :class:`SpecError` naming the variant and the layer for an unknown layer type,
     bad arguments, a feature map that shrinks below 1x1, or a wrong output shape.
@@ -88,6 +93,8 @@ def build_model(
                 f"Valid types are the classes of keras.layers: {', '.join(known)}."
             )
         kwargs.setdefault("name", default_layer_name(layer_type, index))
+        if precision != "float32":
+            kwargs.setdefault("dtype", "float32" if index == len(architecture) else precision)
         try:
             layer = getattr(keras.layers, layer_type)(**kwargs)
         except (TypeError, ValueError) as exc:

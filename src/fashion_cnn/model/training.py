@@ -133,5 +133,6 @@ def compiled_model(
     import keras
 
     keras.utils.set_random_seed(settings["seed"])
-    model = build_model(variant, architecture, data["input_shape"], len(data["class_names"]))
+    model = build_model(variant, architecture, data["input_shape"], len(data["class_names"]),
+                        precision=settings.get("precision", "float32"))
     return compile_model(variant, model, settings, steps_per_epoch)

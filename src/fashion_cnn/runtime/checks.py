@@ -33,6 +33,11 @@ class ValidateVariantsHook:
         in_run = sorted(variant_namespaces(pipeline) & set(variants))
         data = parameters["data"]
         preflight.check_data_parameters(data)
+        precision = catalog.load("params:runtime.precision") if "params:runtime.precision" in catalog else "float32"
+        if precision == "mixed_bfloat16" and not preflight.cpu_has_bf16():
+            import tensorflow as tf
+
+            preflight.check_precision(precision, False, len(tf.config.list_physical_devices("GPU")))
         facts = data_facts(catalog, pipeline)
         if facts is not None:
             preflight.check_class_names(data["class_names"], facts)
@@ -42,7 +47,8 @@ class ValidateVariantsHook:
         problems, parameter_counts, settings = [], {}, {}
         for name in in_run:
             try:
-                parameter_counts[name], settings[name] = check_variant(name, variants[name], parameters, used["test"])
+                parameter_counts[name], settings[name] = check_variant(name, variants[name], parameters, used["test"],
+                                                                       precision)
             except SpecError as exc:
                 problems.append(str(exc))
         if problems:
@@ -133,13 +139,13 @@ def planned_writes(catalog: Any, pipeline: Any, parameter_counts: dict[str, int]
 
 
 def check_variant(name: str, spec: dict[str, Any], parameters: dict[str, Any],
-                  test_images: int | None = None) -> tuple[int, dict[str, Any]]:
+                  test_images: int | None = None, precision: str = "float32") -> tuple[int, dict[str, Any]]:
     """Raise :class:`SpecError` unless the variant builds, compiles and gets its callbacks, and its
     activation grid fits ``test_images``; return its parameter count and training settings."""
     from fashion_cnn.model.activations import check_activation_settings
     from fashion_cnn.model.training import compiled_model, make_callbacks, merge_training_settings
 
-    settings = merge_training_settings(name, parameters["training_defaults"], spec["training"])
+    settings = {**merge_training_settings(name, parameters["training_defaults"], spec["training"]), "precision": precision}
     data = parameters["data"]
     model = compiled_model(name, spec["architecture"], settings, data)
     try:

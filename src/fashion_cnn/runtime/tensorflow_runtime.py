@@ -11,6 +11,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from fashion_cnn.model.architecture import SpecError
+from fashion_cnn.preflight import PRECISIONS, cpu_has_bf16, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +27,12 @@ RUNTIME_VARIABLES = {
 def runtime_environment(runtime: Mapping[str, Any] | None) -> dict[str, str]:
     """The environment variables for the ``runtime`` parameters; :class:`SpecError` for bad values."""
     runtime = dict(runtime or {})
-    known = {*RUNTIME_VARIABLES, "timings"}
+    known = {*RUNTIME_VARIABLES, "timings", "precision"}
     unknown = sorted(set(runtime) - known)
     if unknown:
         raise SpecError(f"Unknown `runtime` setting(s) {unknown}; valid: {sorted(known)}.")
+    if runtime.get("precision", "float32") not in PRECISIONS:
+        raise SpecError(f"`runtime.precision` must be one of {list(PRECISIONS)}, got {runtime['precision']!r}.")
     if not isinstance(runtime.get("timings", True), bool):
         raise SpecError(f"`runtime.timings` must be true or false, got {runtime['timings']!r}.")
     environment = {}
@@ -61,6 +64,11 @@ class TensorFlowRuntimeHook:
     # `context.params` earlier would load and validate them once more (about a second).
     @hook_impl(tryfirst=True)
     def after_catalog_created(self, catalog: Any, parameters: dict[str, Any]) -> None:
+        runtime = parameters.get("params:runtime") or {}
+        if runtime.get("precision") == "auto":  # the nodes get what it means on this machine
+            resolved = resolve_precision("auto", cpu_has_bf16())
+            catalog.save("params:runtime.precision", resolved)
+            logger.info("runtime.precision auto: %s on this CPU.", resolved)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
         wanted = runtime_environment(parameters.get("params:runtime"))
         if "tensorflow" in sys.modules:

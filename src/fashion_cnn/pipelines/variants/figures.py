@@ -59,7 +59,8 @@ def render_activation_grid(
     for row, image_index in enumerate(indices):
         for col, layer in enumerate(layers):
             ax = axes[row, col]
-            ax.imshow(np.asarray(activations[col])[row, :, :, filter_index], cmap=settings["cmap"])
+            # float32: a mixed_bfloat16 model's feature maps are bfloat16, which matplotlib cannot draw
+            ax.imshow(np.asarray(activations[col], dtype=np.float32)[row, :, :, filter_index], cmap=settings["cmap"])
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:

@@ -18,10 +18,11 @@ DataFrame = Any  # pandas.DataFrame
 
 
 def resolve_training_settings(
-    variant: str, defaults: dict[str, Any], overrides: dict[str, Any] | None
+    variant: str, defaults: dict[str, Any], overrides: dict[str, Any] | None, precision: str = "float32"
 ) -> dict[str, Any]:
-    """The variant's training settings: ``training_defaults`` updated with its own ``training``."""
-    return merge_training_settings(variant, defaults, overrides)
+    """The variant's training settings: ``training_defaults`` updated with its own ``training``,
+    and the run's numeric precision (``runtime.precision``, resolved for this machine)."""
+    return {**merge_training_settings(variant, defaults, overrides), "precision": precision}
 
 
 def build_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]) -> str:

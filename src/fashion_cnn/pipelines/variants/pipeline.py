@@ -21,7 +21,8 @@ from .nodes import build_model, evaluate_model, resolve_training_settings, train
 
 # Inputs every variant shares: the model inputs and the project-wide parameters.
 SHARED_INPUTS = {"model_inputs"}
-SHARED_PARAMETERS = {"params:data", "params:data.class_names", "params:training_defaults", "params:activation_grid"}
+SHARED_PARAMETERS = {"params:data", "params:data.class_names", "params:training_defaults", "params:activation_grid",
+                     "params:runtime.precision"}
 
 
 class ForVariant:
@@ -52,7 +53,7 @@ def training(variant: str) -> Pipeline:
         [
             node(
                 ForVariant(resolve_training_settings, variant),
-                inputs=["params:training_defaults", "params:training"],
+                inputs=["params:training_defaults", "params:training", "params:runtime.precision"],
                 outputs="training_settings",
                 name="resolve_training_settings",
             ),
