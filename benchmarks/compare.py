@@ -2,11 +2,14 @@
 
     python benchmarks/compare.py                          # cnn and dense, 2 rounds
     python benchmarks/compare.py --venv .venv-readme --fast --tracking   # the figures in docs/performance.md
+    python benchmarks/compare.py --models cnn --fast --precision mixed_bfloat16   # bf16 against float32
 
 For each job it prints wall seconds, seconds per epoch (the `fit` call over its epochs, for
 both), test accuracy, peak RSS, the overhead (the wall time less the TensorFlow import, the fit
 and the test-set evaluation, which any script that trains this model needs) and the ratio
-pipeline / notebook (below 1 = faster).
+pipeline / notebook (below 1 = faster). It measures this machine's matrix-multiply rate
+(TensorFlow, float32 and bfloat16) and prints each job's epoch time as a multiple of the time
+that rate bounds the model's training FLOPs to.
 For `kedro run` it also prints where the rest went (the project's RunTimingsHook log line).
 
 The notebook scripts read the data through keras.datasets from a private KERAS_HOME filled
@@ -125,9 +128,10 @@ def run_timings(log: Path) -> dict[str, float]:
 
 
 def pipeline(model: str, project: Path, env: dict[str, str], kedro_env: str | None = None,
-             tracking: bool = False, venv: Path | None = None) -> dict:
+             tracking: bool = False, venv: Path | None = None, precision: str | None = None) -> dict:
     command = [*kedro_command(tracking, venv), "run", "--pipelines", model] + (["--env", kedro_env] if kedro_env else [])
-    log = project / f"kedro_{model}_{kedro_env or 'base'}{'_tracking' if tracking else ''}.log"
+    command += ["--params", f"runtime.precision={precision}"] if precision else []
+    log = project / f"kedro_{model}_{kedro_env or 'base'}{'_tracking' if tracking else ''}_{precision or 'default'}.log"
     wall, rss = run(command, project, env, log)
     metrics = latest_metrics(project, model)
     phases = run_timings(log)
@@ -169,6 +173,55 @@ def keras_home(root: Path) -> Path:
     return target.parents[1]
 
 
+MATMUL_PROBE = """
+import json, time, tensorflow as tf
+n, repeats, rates = 2048, 10, {}
+for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
+    step = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
+    step().numpy()
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step().numpy()
+        times.append((time.perf_counter() - start) / repeats)
+    rates[name] = 2 * n ** 3 / min(times) / 1e9
+print(json.dumps(rates))
+"""
+
+
+def matmul_gflops(python: str, env: dict[str, str], root: Path) -> dict[str, float]:
+    """This machine's TensorFlow matrix-multiply rate (GFLOP/s, best of 3), float32 and bfloat16,
+    with the benchmark's own TensorFlow settings: what bounds a training step from below."""
+    log = root / "matmul.log"
+    run([python, "-c", MATMUL_PROBE], root, env, log)
+    return json.loads(log.read_text().strip().splitlines()[-1])
+
+
+def training_flops_per_epoch(model_name: str, images: int = 60_000) -> float:
+    """Floating-point operations of one training epoch of a baseline model: its convolutions' and
+    dense layers' multiply-adds (2 operations each) per image, times 3 (forward pass, and the
+    backward pass's two products), times the training images."""
+    from fashion_cnn.model.architecture import build_model
+    from fashion_cnn.variants import load_parameters
+
+    parameters = load_parameters()
+    model = build_model(model_name, parameters[model_name]["architecture"], parameters["data"]["input_shape"],
+                        len(parameters["data"]["class_names"]))
+    forward = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            kh, kw, c_in, c_out = layer.kernel.shape
+            _, h, w, _ = layer.output.shape
+            forward += 2 * h * w * kh * kw * c_in * c_out
+        elif kind == "Dense":
+            forward += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+    return 3 * forward * images
+
+
 def median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -194,6 +247,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["cnn", "dense"], choices=["cnn", "dense"])
     parser.add_argument("--fast", action="store_true", help="also time `kedro run --pipelines cnn --env fast`")
     parser.add_argument("--tracking", action="store_true", help="also time `kedro run` with kedro-mlflow active")
+    parser.add_argument("--precision", nargs="+", choices=["mixed_bfloat16", "auto"],
+                        help="also time `kedro run` with runtime.precision set so (with --fast: also --env fast)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder with the logs")
     parser.add_argument("--venv", type=Path, help="run in this README-installed virtual environment "
                         "(created if missing) instead of this one")
@@ -204,6 +259,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="fashion_cnn_bench_"))
     env = benchmark_env(KERAS_HOME=str(keras_home(root)))
     project = project_copy(root)
+    rates = matmul_gflops(python, env, root)
     results: dict[str, list[dict]] = {}
     labels: dict[str, list[str]] = {}  # model -> its job labels, notebook first
     imports: list[float] = []
@@ -215,6 +271,12 @@ def main() -> None:
             if args.fast and model == "cnn":
                 jobs.append(("kedro run --pipelines cnn --env fast",
                              lambda: pipeline("cnn", project, env, "fast", venv=venv)))
+            for precision in args.precision or ():
+                jobs.append((f"kedro run --pipelines {model} (precision {precision})",
+                             lambda m=model, p=precision: pipeline(m, project, env, venv=venv, precision=p)))
+                if args.fast and model == "cnn":
+                    jobs.append((f"kedro run --pipelines cnn --env fast (precision {precision})",
+                                 lambda p=precision: pipeline("cnn", project, env, "fast", venv=venv, precision=p)))
             if args.tracking:
                 jobs.append((f"kedro run --pipelines {model} (MLflow tracking)",
                              lambda m=model: pipeline(m, project, env, tracking=True)))
@@ -231,11 +293,17 @@ def main() -> None:
           + (f"notebook and kedro from {venv} (README install)" if venv else
              f"this environment ({sys.prefix}), extras hidden"))
     print(f"`python -c 'import tensorflow, keras'` alone: {statistics.median(imports):.1f} s")
+    print(f"matrix multiply here: {rates['float32']:.0f} GFLOP/s float32, {rates['bfloat16']:.0f} GFLOP/s bfloat16 "
+          f"(TensorFlow, 2048x2048, best of 3)")
     for model in args.models:
+        flops = training_flops_per_epoch(model)
+        bound = flops / (rates["float32"] * 1e9)
+        print(f"\n{model}: {flops / 1e12:.2f} TFLOP per training epoch, so at least {bound:.2f} s per epoch in float32 "
+              f"({flops / (rates['bfloat16'] * 1e9):.2f} s in bfloat16)")
         reference, *others = labels[model]
-        print(summary(reference, results[reference], None))
-        for label in others:
-            print(summary(label, results[label], results[reference]))
+        for label in (reference, *others):
+            text = summary(label, results[label], None if label == reference else results[reference])
+            print(text + f"\n{'':<44} per epoch = {median(results[label], 'per_epoch') / bound:.1f}x the float32 bound")
     clean_up(root, args.keep)
 
 
