@@ -204,8 +204,12 @@ def training_flops_per_epoch(model_name: str, images: int = 60_000) -> float:
     """Floating-point operations of one training epoch of a baseline model: its convolutions' and
     dense layers' multiply-adds (2 operations each) per image, times 3 (forward pass, and the
     backward pass's two products), times the training images."""
+    import warnings
+
     from fashion_cnn.model.architecture import build_model
     from fashion_cnn.variants import load_parameters
+
+    warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")  # as settings.py does
 
     parameters = load_parameters()
     model = build_model(model_name, parameters[model_name]["architecture"], parameters["data"]["input_shape"],
