@@ -191,14 +191,16 @@ class MlflowVariantRunsHook:
             variant = node.namespace.split(".")[0] if node.namespace else None
             if variant in variants:
                 pending.setdefault(variant, set()).add(node.name)
+        # Figures outside any variant go to this run, with or without variants in it (an Airflow
+        # task of the comparison alone is a run of its own).
+        self._parent_id = parent.info.run_id
+        self._catalog = catalog
         if not pending:
             return
 
         from mlflow.entities import Param
 
         client = self._client()
-        self._parent_id = parent.info.run_id
-        self._catalog = catalog
         for variant in sorted(pending):
             spec = variants[variant]
             tags = [*spec.get("tags", []), *(["convolutional"] if is_convolutional(spec) else [])]
@@ -300,6 +302,7 @@ class MlflowVariantRunsHook:
     def _close_runs(self) -> None:
         """Every variant run ends FINISHED if all its nodes ran, FAILED if one failed, else KILLED."""
         if not self._runs:
+            self._reset()
             return
         import mlflow
 
