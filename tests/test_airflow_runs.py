@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -94,17 +95,33 @@ def stop_processes(processes: list[subprocess.Popen], grace: float = 60.0) -> li
     return [member.pid for member in alive]
 
 
+def end_with_this_process() -> None:
+    """In a child, before it runs Airflow: SIGTERM when the test's process ends, however it ends
+    (Linux's parent-death signal), so that no Airflow outlives a killed test run."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_airflow(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+    """`airflow ARGS` in a session of its own, output to ``log``, ended with the test's process."""
+    with log.open("wb") as output:
+        return subprocess.Popen([airflow_executable(), *args], cwd=cwd, env=env, stdout=output,
+                                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=end_with_this_process)
+
+
 def run_airflow(args: list[str], env: dict[str, str], cwd: Path, log: Path, timeout: float) -> str:
     """`airflow ARGS` to the end (stopped with its children after ``timeout`` s); its output."""
     command = f"airflow {' '.join(args)}"
-    with log.open("wb") as output:
-        process = subprocess.Popen([airflow_executable(), *args], cwd=cwd, env=env, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            code = process.wait(timeout)
-        except subprocess.TimeoutExpired:
+    process = start_airflow(args, env, cwd, log)
+    try:
+        code = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`{command}` still running after {timeout:.0f} s, stopped; its output ({log}):\n{tail(log)}")
+    finally:
+        if process.poll() is None:
             stop_processes([process])
-            pytest.fail(f"`{command}` still running after {timeout:.0f} s, stopped; its output ({log}):\n{tail(log)}")
     if code != 0:
         pytest.fail(f"`{command}` exited with {code}; its output ({log}):\n{tail(log)}")
     return log.read_text(errors="replace")
@@ -184,53 +201,76 @@ def variant_runs_by_task(client: Any, dag_run_id: str) -> dict[str, list]:
     return found
 
 
-def test_airflow_dags_test_runs_every_task_of_the_generated_dag(project, tmp_path):
-    started = datetime.now(timezone.utc)
-    dag_file = generate_dag(project, tmp_path / "dags", env=ENV)
-    _, tasks, _ = parse_dag(dag_file)
-    env = airflow_environment(tmp_path / "airflow", dag_file.parent)
-    logs = tmp_path / "logs"
-    logs.mkdir()
+@pytest.fixture(scope="module")
+def dags_test_run(tmp_path_factory: pytest.TempPathFactory, real_data_dir: Path) -> Iterator[SimpleNamespace]:
+    """`airflow dags test fashion-cnn` of the DAG generated with `--env quick`, in a project copy;
+    the DAG's tasks, its one DAG run and Airflow's task states."""
+    tmp_path = tmp_path_factory.mktemp("dags_test")
+    project = copy_project(tmp_path / "project")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(project)
+        started = datetime.now(timezone.utc)
+        dag_file = generate_dag(project, tmp_path / "dags", env=ENV)
+        _, tasks, _ = parse_dag(dag_file)
+        env = airflow_environment(tmp_path / "airflow", dag_file.parent)
+        logs = tmp_path / "logs"
+        logs.mkdir()
 
-    run_airflow(["db", "migrate"], env, project, logs / "db-migrate.log", timeout=180)
-    # The DAG's tasks use the working directory as the project (`project_path = Path.cwd()`).
-    run_airflow(["dags", "test", DAG_ID], env, project, logs / "dags-test.log", timeout=900)
+        run_airflow(["db", "migrate"], env, project, logs / "db-migrate.log", timeout=180)
+        # The DAG's tasks use the working directory as the project (`project_path = Path.cwd()`).
+        run_airflow(["dags", "test", DAG_ID], env, project, logs / "dags-test.log", timeout=900)
+        (dag_run,) = json_output(["dags", "list-runs", DAG_ID], env, project, logs / "list-runs.log")
+        states = json_output(["tasks", "states-for-dag-run", DAG_ID, dag_run["run_id"]], env, project,
+                             logs / "states.log")
+        yield SimpleNamespace(project=project, started=started, tasks=tasks, dag_run=dag_run, states=states,
+                              task_of={spec["namespaces"][0]: task for task, spec in tasks.items() if "namespaces" in spec})
 
-    (dag_run,) = json_output(["dags", "list-runs", DAG_ID], env, project, logs / "list-runs.log")
-    states = json_output(["tasks", "states-for-dag-run", DAG_ID, dag_run["run_id"]], env, project,
-                         logs / "states.log")
-    assert dag_run["state"] == "success"
-    assert {task["task_id"]: task["state"] for task in states} == dict.fromkeys(tasks, "success")
-    assert_every_output_written_since(project, started)
 
-    # Tracking: one MLflow run per task (kedro-mlflow's), tagged with the Airflow DAG run and task;
-    # under a variant's task, that variant's run, laid out as under a plain `kedro run`.
-    client = mlflow_client(project)
-    task_runs = [run for run in project_runs(client) if "variant" not in run.data.tags]
-    assert sorted(run.data.tags.get("airflow_task_id") for run in task_runs) == sorted(tasks)
-    assert {run.data.tags.get("airflow_dag_run_id") for run in task_runs} == {dag_run["run_id"]}
-    by_variant = variant_runs_by_task(client, dag_run["run_id"])
+def test_airflow_dags_test_runs_every_task_of_the_generated_dag(dags_test_run):
+    run = dags_test_run
+    assert run.dag_run["state"] == "success"
+    assert {task["task_id"]: task["state"] for task in run.states} == dict.fromkeys(run.tasks, "success")
+    assert_every_output_written_since(run.project, run.started)
+
+
+def test_on_airflow_every_task_is_an_mlflow_run_tagged_with_its_task(dags_test_run):
+    """kedro-mlflow's run of each task, tagged with the DAG run and task; a variant's run nested in
+    its task's run; the comparison chart (the parent's under `kedro run`) in its task's run."""
+    run = dags_test_run
+    client = mlflow_client(run.project)
+    task_runs = [mlflow_run for mlflow_run in project_runs(client) if "variant" not in mlflow_run.data.tags]
+    assert sorted(mlflow_run.data.tags.get("airflow_task_id") for mlflow_run in task_runs) == sorted(run.tasks)
+    assert {mlflow_run.data.tags.get("airflow_dag_run_id") for mlflow_run in task_runs} == {run.dag_run["run_id"]}
+    task_run_ids = {mlflow_run.data.tags["airflow_task_id"]: mlflow_run.info.run_id for mlflow_run in task_runs}
+
+    by_variant = variant_runs_by_task(client, run.dag_run["run_id"])
     assert sorted(by_variant) == VARIANTS and all(len(runs) == 1 for runs in by_variant.values())
-    task_run_ids = {run.data.tags["airflow_task_id"]: run.info.run_id for run in task_runs}
-    task_of = {spec["namespaces"][0]: task for task, spec in tasks.items() if "namespaces" in spec}
-    for variant, (run,) in by_variant.items():
-        assert run.data.tags["mlflow.parentRunId"] == task_run_ids[task_of[variant]]
-        assert run.data.tags["airflow_task_id"] == task_of[variant]
-    # The comparison chart, in the parent run under `kedro run`, is in its own task's run here.
-    (chart_task,) = [task for task, spec in tasks.items() if "plot_comparison" in spec.get("node_names", [])]
+    for variant, (variant_run,) in by_variant.items():
+        assert variant_run.data.tags["mlflow.parentRunId"] == task_run_ids[run.task_of[variant]]
+        assert variant_run.data.tags["airflow_task_id"] == run.task_of[variant]
+
+    (chart_task,) = [task for task, spec in run.tasks.items() if "plot_comparison" in spec.get("node_names", [])]
     assert artifact_paths(client, task_run_ids[chart_task]) == {"figures/comparison_chart.png"}
 
+
+def test_a_variant_tasks_mlflow_run_is_laid_out_as_under_kedro_run(dags_test_run, tmp_path, monkeypatch):
+    """The `cnn` task's variant run against the one of `kedro run --pipelines cnn --env quick`:
+    the same name, tags, parameters, metric names and artifacts, plus the Airflow tags."""
     variant = "cnn"
+    client = mlflow_client(dags_test_run.project)
+    (on_airflow,) = variant_runs_by_task(client, dags_test_run.dag_run["run_id"])[variant]
+
     plain = copy_project(tmp_path / "plain")
-    run_session(plain, [variant], env=ENV)  # `kedro run --pipelines cnn --env quick`
+    monkeypatch.chdir(plain)
+    run_session(plain, [variant], env=ENV)
     plain_client = mlflow_client(plain)
-    (plain_run,) = [run for run in project_runs(plain_client) if run.data.tags.get("variant") == variant]
-    on_airflow = variant_run_layout(client, by_variant[variant][0])
-    expected = variant_run_layout(plain_client, plain_run)
-    airflow_tags = {key: on_airflow["tags"].pop(key) for key in list(on_airflow["tags"]) if key.startswith("airflow_")}
-    assert airflow_tags == {"airflow_dag_id": DAG_ID, "airflow_dag_run_id": dag_run["run_id"],
-                            "airflow_task_id": task_of[variant], "airflow_try_number": "1"}
-    assert on_airflow == expected
+    (under_kedro_run,) = [run for run in project_runs(plain_client) if run.data.tags.get("variant") == variant]
+
+    layout = variant_run_layout(client, on_airflow)
+    airflow_tags = {key: layout["tags"].pop(key) for key in list(layout["tags"]) if key.startswith("airflow_")}
+    assert airflow_tags == {"airflow_dag_id": DAG_ID, "airflow_dag_run_id": dags_test_run.dag_run["run_id"],
+                            "airflow_task_id": dags_test_run.task_of[variant], "airflow_try_number": "1"}
+    assert layout == variant_run_layout(plain_client, under_kedro_run)
 
 
 # ---- Airflow's services ----
@@ -257,11 +297,7 @@ class Services:
             "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port)],
         }
         for name, args in commands.items():
-            with (self.logs / f"{name}.log").open("wb") as log:
-                self.processes[name] = subprocess.Popen(
-                    [airflow_executable(), *args], cwd=self.cwd, env=self.env, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True,
-                )
+            self.processes[name] = start_airflow(args, self.env, self.cwd, self.logs / f"{name}.log")
 
     def check_running(self) -> None:
         for name, process in self.processes.items():
