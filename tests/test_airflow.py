@@ -1,5 +1,6 @@
-"""Scale-out: the Airflow DAG from `kedro airflow create --group-by namespace` (parsed, Airflow is
-not needed), the persisted hand-offs between its tasks, and its tasks run one by one."""
+"""Scale-out: the Airflow DAG from `kedro airflow create --group-by namespace` (parsed here; Airflow
+itself runs it in test_airflow_runs.py), the persisted hand-offs between its tasks, and its tasks
+run one by one."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from kedro.io import MemoryDataset
 from fashion_cnn.variants import load_variants
 
 
-def generate_dag(project: Path, target: Path) -> Path:
-    """`kedro airflow create --group-by namespace` (in this process, for speed)."""
+def generate_dag(project: Path, target: Path, env: str | None = None) -> Path:
+    """`kedro airflow create --group-by namespace [--env ENV]` (in this process, for speed)."""
     from click.testing import CliRunner
     from kedro.framework.startup import bootstrap_project
 
@@ -30,7 +31,7 @@ def generate_dag(project: Path, target: Path) -> Path:
     metadata = bootstrap_project(project)
     result = CliRunner().invoke(
         commands,
-        ["airflow", "create", "--group-by", "namespace", "--target-dir", str(target)],
+        ["airflow", "create", "--group-by", "namespace", "--target-dir", str(target), *(["--env", env] if env else [])],
         obj=metadata,
     )
     assert result.exit_code == 0, result.output + repr(result.exception)

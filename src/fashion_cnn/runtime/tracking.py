@@ -20,6 +20,11 @@ nested (child) run per variant of the run, named and tagged after the variant:
   again would cost as much as the catalog's own save). Figures of nodes outside any variant
   (the comparison) go to the parent run.
 
+Run as an Airflow task (the DAG of ``kedro airflow create``), each task is its own ``kedro run``
+and so its own MLflow run: the hook tags it, and its variant runs, with the Airflow DAG run and
+task (``airflow_dag_run_id``, ``airflow_task_id``, ...), from the variables Airflow sets for a
+running task, so that one search finds every MLflow run of one DAG run.
+
 Without kedro-mlflow installed, or with tracking disabled for the pipeline in ``mlflow.yml``
 (kedro-mlflow then opens no run), every method returns at once: MLflow is never imported by
 this hook (it only uses MLflow when kedro-mlflow has imported it and opened a run).
@@ -33,6 +38,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import posixpath
 import sys
 import threading
@@ -50,6 +56,13 @@ logger = logging.getLogger(__name__)
 
 VARIANT_TAG = "variant"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
+# What Airflow exports to the environment of a running task (AIRFLOW_CTX_*), as MLflow tags.
+AIRFLOW_CONTEXT_TAGS = {
+    "AIRFLOW_CTX_DAG_ID": "airflow_dag_id",
+    "AIRFLOW_CTX_DAG_RUN_ID": "airflow_dag_run_id",
+    "AIRFLOW_CTX_TASK_ID": "airflow_task_id",
+    "AIRFLOW_CTX_TRY_NUMBER": "airflow_try_number",
+}
 
 
 def kedro_mlflow_installed() -> bool:
@@ -58,6 +71,11 @@ def kedro_mlflow_installed() -> bool:
         return importlib.util.find_spec("kedro_mlflow") is not None
     except (ImportError, ValueError):  # ValueError: a module entry of None in sys.modules
         return False
+
+
+def airflow_context_tags() -> dict[str, str]:
+    """The Airflow DAG run and task this run belongs to; empty outside an Airflow task."""
+    return {tag: os.environ[variable] for variable, tag in AIRFLOW_CONTEXT_TAGS.items() if os.environ.get(variable)}
 
 
 def describe_architecture(architecture: Any) -> str:
@@ -158,6 +176,9 @@ class MlflowVariantRunsHook:
         if parent is None:  # tracking is disabled for this pipeline, or kedro-mlflow's hooks are
             _forget_previous_kedro_mlflow_run()
             return
+        airflow_tags = airflow_context_tags()
+        if airflow_tags:
+            mlflow.set_tags(airflow_tags)  # on kedro-mlflow's run: every task's run, variants or not
         if "ParallelRunner" in str(run_params.get("runner", "")):
             logger.warning(
                 "MLflow: no per-variant runs with ParallelRunner (its worker processes do not share "
@@ -170,14 +191,16 @@ class MlflowVariantRunsHook:
             variant = variant_of(node)
             if variant in variants:
                 pending.setdefault(variant, set()).add(node.name)
+        # Figures outside any variant go to this run, with or without variants in it (an Airflow
+        # task of the comparison alone is a run of its own).
+        self._parent_id = parent.info.run_id
+        self._catalog = catalog
         if not pending:
             return
 
         from mlflow.entities import Param
 
         client = self._client()
-        self._parent_id = parent.info.run_id
-        self._catalog = catalog
         for variant in sorted(pending):
             spec = variants[variant]
             tags = [*spec.get("tags", []), *(["convolutional"] if is_convolutional(spec) else [])]
@@ -189,6 +212,7 @@ class MlflowVariantRunsHook:
                     VARIANT_TAG: variant,
                     "variant_tags": ",".join(tags),
                     MLFLOW_RUN_NOTE: spec.get("description") or "",
+                    **airflow_tags,
                 },
             )
             run_id = run.info.run_id
@@ -278,6 +302,7 @@ class MlflowVariantRunsHook:
     def _close_runs(self) -> None:
         """Every variant run ends FINISHED if all its nodes ran, FAILED if one failed, else KILLED."""
         if not self._runs:
+            self._reset()
             return
         import mlflow
 
