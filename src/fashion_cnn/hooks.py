@@ -15,6 +15,7 @@ from kedro.io import DatasetError
 
 from fashion_cnn import preflight
 from fashion_cnn.architecture import SpecError
+from fashion_cnn.model_choice import check_model_use
 from fashion_cnn.variants import is_convolutional, partition_variants
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class ValidateVariantsHook:
         in_run = sorted(variant_namespaces(pipeline) & set(variants))
         data = parameters["data"]
         preflight.check_data_parameters(data)
+        check_model_use(parameters, variants, pipeline, catalog)  # predict and export: the model, the images
         facts = data_facts(catalog, pipeline)
         if facts is not None:
             preflight.check_class_names(data["class_names"], facts)

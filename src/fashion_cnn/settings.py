@@ -8,6 +8,7 @@ from kedro.config import OmegaConfigLoader
 from fashion_cnn import quiet
 from fashion_cnn.hooks import TensorFlowRuntimeHook, ValidateVariantsHook
 from fashion_cnn.run_guard import RunGuardHook
+from fashion_cnn.score_table import ScoreTableHook
 from fashion_cnn.timing import RunTimingsHook
 from fashion_cnn.tracking import MlflowVariantRunsHook
 
@@ -20,8 +21,10 @@ os.environ.setdefault("KEDRO_MP_CONTEXT", "spawn")
 
 # MlflowVariantRunsHook does nothing unless the `tracking` extra (kedro-mlflow) is installed.
 # pluggy calls the last registered first: RunTimingsHook times the spec check, and the spec check
-# runs before RunGuardHook claims the run's version.
-HOOKS = (TensorFlowRuntimeHook(), RunGuardHook(), ValidateVariantsHook(), MlflowVariantRunsHook(), RunTimingsHook())
+# runs before RunGuardHook claims the run's version. ScoreTableHook and RunTimingsHook both end a run
+# (trylast); registered before it, the score table is the last thing printed.
+HOOKS = (TensorFlowRuntimeHook(), RunGuardHook(), ValidateVariantsHook(), MlflowVariantRunsHook(), ScoreTableHook(),
+         RunTimingsHook())
 
 # Every Kedro command imports this module, `kedro viz run` too (which loads the catalog, and so
 # TensorFlow, without project hooks): the CUDA-probe filter goes in here, once.
