@@ -93,7 +93,7 @@ class ValidateVariantsHook:
         in_run = sorted(variant_namespaces(pipeline) & set(variants))
         data = parameters["data"]
         preflight.check_data_parameters(data)
-        check_model_use(parameters, variants, pipeline, catalog)  # predict and export: the model, the images
+        check_model_use(parameters, variants, pipeline, catalog, run_params["project_path"])  # predict, export
         facts = data_facts(catalog, pipeline)
         if facts is not None:
             preflight.check_class_names(data["class_names"], facts)

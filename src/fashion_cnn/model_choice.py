@@ -13,8 +13,10 @@ from the file names alone, so a wrong name fails in a second, naming the paramet
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from kedro.io import DatasetError
@@ -67,7 +69,8 @@ def choose_model(partitions: Mapping[str, Callable[[], Any]], variant: Any, vers
     return variant, version, versions[variant][version]
 
 
-def check_model_use(parameters: Mapping[str, Any], configured: Iterable[str], pipeline: Any, catalog: Any) -> None:
+def check_model_use(parameters: Mapping[str, Any], configured: Iterable[str], pipeline: Any, catalog: Any,
+                    project_path: str | os.PathLike) -> None:
     """Before a run that uses a trained model or the user's images: the same choices its nodes will
     make, from file names only; :class:`SpecError` naming the parameter at fault."""
     inputs = pipeline.inputs()
@@ -77,7 +80,7 @@ def check_model_use(parameters: Mapping[str, Any], configured: Iterable[str], pi
             choose_model(_partitions(catalog), settings.get("variant"), settings.get("model_version"), block,
                          configured)
     if IMAGES_DATASET in inputs:
-        check_images(_block(parameters, "predict").get("images"), catalog.get(IMAGES_DATASET))
+        check_images(_block(parameters, "predict").get("images"), catalog.get(IMAGES_DATASET), project_path)
     if any(name.startswith("params:predict.") for name in inputs):
         check_predict_settings(_block(parameters, "predict"), len(parameters["data"]["class_names"]))
 
@@ -97,14 +100,19 @@ def _partitions(catalog: Any) -> Mapping[str, Callable[[], Any]]:
         return {}
 
 
-def check_images(images: Any, dataset: Any) -> None:
-    """``predict.images`` names at least one file, and is the path the catalog's dataset reads."""
+def check_images(images: Any, dataset: Any, project_path: str | os.PathLike) -> None:
+    """``predict.images`` names at least one file, and is the path the catalog's dataset reads
+    (Kedro makes the catalog's relative paths absolute, from the project folder)."""
     example = "kedro run --pipelines predict --params predict.images=path/to/photos"
     if not isinstance(images, str) or not images:
         raise SpecError(f"Parameter `predict.images` must be a folder, a glob pattern or a file, got {images!r}: "
                         f"{example}")
+    if images.startswith("~"):
+        raise SpecError(f"Parameter `predict.images`: {images!r} starts with '~', which is not expanded here (Kedro reads "
+                        "relative paths from the project folder). Give the full path, e.g. "
+                        "--params predict.images=$HOME/photos (the shell expands $HOME).")
     requested = getattr(dataset, "requested_path", images)
-    if requested != images:
+    if requested not in (images, (Path(project_path) / images).as_posix()):
         raise SpecError(
             f"Parameter `predict.images` is {images!r} but the catalog's `{IMAGES_DATASET}` reads {requested!r}: "
             f"the catalog takes it from the command line only. Give it there: {example.replace('path/to/photos', images)}"

@@ -71,7 +71,7 @@ class ScoreTableHook:
             with self._lock:
                 self._metrics[dataset_name] = data
 
-    # trylast, and registered before RunTimingsHook: the very last lines of a run.
+    # trylast, and registered after RunTimingsHook: the very last lines of a run.
     @hook_impl(trylast=True)
     def after_pipeline_run(self, catalog: Any) -> None:
         if not self._expected:

@@ -21,10 +21,10 @@ os.environ.setdefault("KEDRO_MP_CONTEXT", "spawn")
 
 # MlflowVariantRunsHook does nothing unless the `tracking` extra (kedro-mlflow) is installed.
 # pluggy calls the last registered first: RunTimingsHook times the spec check, and the spec check
-# runs before RunGuardHook claims the run's version. ScoreTableHook and RunTimingsHook both end a run
-# (trylast); registered before it, the score table is the last thing printed.
-HOOKS = (TensorFlowRuntimeHook(), RunGuardHook(), ValidateVariantsHook(), MlflowVariantRunsHook(), ScoreTableHook(),
-         RunTimingsHook())
+# runs before RunGuardHook claims the run's version. RunTimingsHook and ScoreTableHook both end a run
+# (trylast): pluggy calls the last registered of those last, so the score table is the run's last line.
+HOOKS = (TensorFlowRuntimeHook(), RunGuardHook(), ValidateVariantsHook(), MlflowVariantRunsHook(), RunTimingsHook(),
+         ScoreTableHook())
 
 # Every Kedro command imports this module, `kedro viz run` too (which loads the catalog, and so
 # TensorFlow, without project hooks): the CUDA-probe filter goes in here, once.

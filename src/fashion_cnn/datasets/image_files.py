@@ -10,7 +10,6 @@ had to skip.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import warnings
 from typing import IO, Any
@@ -135,8 +134,7 @@ class ImageFilesDataset(PartitionedDataset):
     def __init__(self, *, path: str, dataset: Any = None, credentials: dict[str, Any] | None = None,
                  fs_args: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self._requested = str(path)
-        path = os.path.expanduser(self._requested) if "://" not in self._requested else self._requested
-        root, pattern = split_glob(path)
+        root, pattern = split_glob(self._requested)
         if not pattern and _is_file(root, credentials, fs_args):
             root, name = posixpath.split(root)
             pattern = glob_escape(name)
@@ -146,7 +144,7 @@ class ImageFilesDataset(PartitionedDataset):
 
     @property
     def requested_path(self) -> str:
-        """The path or pattern as configured, before ``~`` expansion."""
+        """The path or pattern as configured."""
         return self._requested
 
     def _describe(self) -> dict[str, Any]:
