@@ -213,6 +213,30 @@ def test_images_by_folder_glob_or_file(tmp_path):
     assert not ImageFilesDataset(path=f"{tmp_path}/*.gif").exists()
 
 
+def test_a_folder_without_one_usable_image_gives_a_table_of_reasons(tmp_path):
+    """The nodes on their own: nothing to classify, so the model is never called."""
+    from fashion_cnn.pipelines.predict.nodes import (
+        plot_contact_sheet,
+        predict_top_classes,
+        prepare_images,
+        tabulate_predictions,
+    )
+
+    (tmp_path / "a.txt").write_text("text")
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 a JPEG cut short")
+    Image.new("RGB", (50, 40), (200, 200, 200)).save(tmp_path / "c.png")
+    prepared = prepare_images(ImageFilesDataset(path=str(tmp_path)).load(), [28, 28, 1])
+    assert prepared["images"].shape == (0, 28, 28, 1)
+    classes = [f"class {index}" for index in range(10)]
+    table = tabulate_predictions(predict_top_classes(None, prepared, classes, 3), prepared)
+    assert list(table["file"]) == ["a.txt", "b.jpg", "c.png"]
+    assert table["class_1"].isna().all()
+    reasons = list(table["skipped_because"])
+    assert "not an image" in reasons[0] and "no item found" in reasons[2], reasons
+    figure = plot_contact_sheet(prepared, table, {"variant": "cnn", "version": "v"}, {"max_images": 8, "columns": 4})
+    assert any(text.get_text() == "No usable image." for text in figure.texts)
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

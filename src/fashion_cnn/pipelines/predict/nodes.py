@@ -151,15 +151,20 @@ def plot_contact_sheet(prepared: Mapping[str, np.ndarray], predictions: DataFram
     shown = min(len(usable), settings["max_images"])
     columns = max(1, min(settings["columns"], shown))
     rows = -(-shown // columns)
-    notes = min(len(skipped), 8) + (len(skipped) > 8)
-    cell_width, cell_height, header, footer = 1.5, 1.85, 0.7, 0.25 + 0.2 * (notes + bool(notes))
+    lines = [f"skipped {_shorten(file, 40)}: {problem}" for file, problem in skipped[:8]]
+    if len(skipped) > 8:
+        lines.append(f"... and {len(skipped) - 8} more skipped file(s), listed in predictions.csv")
+    if not shown:
+        lines.insert(0, "No usable image.")
+    # Inches: a cell, the title above the grid, and below it the file names and the skipped files.
+    cell_width, cell_height, header, footer = 1.5, 1.85, 0.7, 0.3 + 0.2 * len(lines)
     figure = Figure(figsize=(max(columns * cell_width, 5.0), rows * cell_height + header + footer))
-    fixed_margins(figure, left=0.1, right=0.1, top=header, bottom=footer, wspace=0.15, hspace=0.55)
     title = f"{model['variant']} (model version {model['version']}): {len(usable)} image(s) as the model saw them"
     if shown < len(usable):
         title += f", the first {shown} shown"
     figure.suptitle(title, fontsize=10, y=1 - 0.25 / figure.get_figheight())
     if shown:
+        fixed_margins(figure, left=0.1, right=0.1, top=header, bottom=footer, wspace=0.15, hspace=0.55)
         axes = figure.subplots(rows, columns, squeeze=False).ravel()
         for ax, (index, row) in zip(axes, enumerate(usable.itertuples(index=False))):
             ax.imshow(prepared["images"][index, :, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -169,13 +174,8 @@ def plot_contact_sheet(prepared: Mapping[str, np.ndarray], predictions: DataFram
             ax.set_yticks([])
         for ax in axes[shown:]:
             ax.set_axis_off()
-    lines = [f"skipped {_shorten(file, 40)}: {problem}" for file, problem in skipped[:8]]
-    if len(skipped) > 8:
-        lines.append(f"... and {len(skipped) - 8} more skipped file(s), listed in predictions.csv")
-    if not shown:
-        lines.insert(0, "No usable image.")
     for number, line in enumerate(lines):
-        figure.text(0.1 / figure.get_figwidth(), (footer - 0.25 - 0.2 * number) / figure.get_figheight(), line,
+        figure.text(0.1 / figure.get_figwidth(), (footer - 0.45 - 0.2 * number) / figure.get_figheight(), line,
                     fontsize=8, va="bottom", color="dimgray" if shown else "black")
     return figure
 
