@@ -8,7 +8,6 @@ by the tests of this module; each test then runs its own real Kedro sessions on 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import os
@@ -101,7 +100,8 @@ def test_a_training_run_ends_with_one_score_table(trained):
     hook = next(hook for hook in HOOKS if isinstance(hook, ScoreTableHook))
     expected = []
     for variant in ("cnn", "dense"):
-        metrics = json.loads(latest(trained.project, f"data/08_reporting/{variant}/metrics.json/*/metrics.json").read_text())
+        metrics_file = latest(trained.project, f"data/08_reporting/{variant}/metrics.json/*/metrics.json")
+        metrics = json.loads(metrics_file.read_text())
         expected.append((variant, f"{metrics['test_accuracy']:.4f}", f"{metrics['test_loss']:.4f}", "1/1",
                          f"{metrics['training_seconds']:.1f}"))
     assert hook.last == expected
@@ -163,10 +163,10 @@ def test_own_images_are_classified_about_as_well_as_the_test_set(trained, tmp_pa
     model = trained.catalog.load("cnn.model")
     on_test_set = model.predict(inputs["test_images"][:PHOTOS], verbose=0).argmax(axis=1)
     test_accuracy = float((on_test_set == labels).mean())
-    photo_accuracy = float((predicted["class_1"].to_numpy() == np.asarray(class_names)[labels]).mean())
+    right = predicted["class_1"].to_numpy() == np.asarray(class_names)[labels]
+    photo_accuracy = float(right.mean())
     agreement = float((predicted["class_1"].to_numpy() == np.asarray(class_names)[on_test_set]).mean())
-    by_format = {suffix: float((predicted["class_1"].to_numpy()[start::2] == np.asarray(class_names)[labels[start::2]]).mean())
-                 for start, suffix in ((0, "png"), (1, "jpg"))}
+    by_format = {"png": float(right[0::2].mean()), "jpg": float(right[1::2].mean())}
     print(f"\n{PHOTOS} test images: accuracy {test_accuracy:.3f} as 28x28 test images, {photo_accuracy:.3f} "
           f"rendered as photos (PNG {by_format['png']:.3f}, JPEG {by_format['jpg']:.3f}); "
           f"the same class for {agreement:.1%} of them")
@@ -244,7 +244,8 @@ def test_a_folder_without_one_usable_image_gives_a_table_of_reasons(tmp_path):
         ({"predict.variant": "more_convs"}, r"Parameter `predict\.variant`: variant 'more_convs' has no trained model"),
         ({"predict.model_version": "2020-01-01T00.00.00.000Z"},
          r"Parameter `predict\.model_version`: variant 'cnn' has no model version '2020-01-01T00\.00\.00\.000Z'"),
-        ({"predict.images": "no/such/folder/*.jpg"}, r"Parameter `predict\.images`: no files match 'no/such/folder/\*\.jpg'"),
+        ({"predict.images": "no/such/folder/*.jpg"},
+         r"Parameter `predict\.images`: no files match 'no/such/folder/\*\.jpg'"),
         ({"predict.top_k": 11}, r"Parameter `predict\.top_k` must be a whole number from 1 to 10"),
     ],
     ids=["unknown variant", "untrained variant", "missing version", "no images", "top_k"],
@@ -265,6 +266,14 @@ def test_a_bad_export_variant_fails_before_any_node(trained, monkeypatch):
     before = written(trained.project)
     with pytest.raises(SpecError, match=r"Parameter `export\.variant`: there is no variant 'cnnn'"):
         run_session(trained.project, ["export"], {"export.variant": "cnnn"})
+    assert written(trained.project) == before
+
+
+def test_predict_in_the_same_run_as_training_is_refused(trained, monkeypatch):
+    monkeypatch.chdir(trained.project)
+    before = written(trained.project)
+    with pytest.raises(SpecError, match=r"This run trains models \(dense\.model\) and runs `predict`"):
+        run_session(trained.project, ["dense", "predict"], TRAIN)
     assert written(trained.project) == before
 
 
@@ -317,7 +326,8 @@ def test_export_writes_a_saved_model_that_loads_without_keras(trained, monkeypat
     assert (folders[0] / "saved_model.pb").is_file()
 
     done = subprocess.run(
-        [sys.executable, "-c", SAVED_MODEL_SCRIPT, str(folders[0]), str(trained.project / "data/05_model_input/model_inputs.npz")],
+        [sys.executable, "-c", SAVED_MODEL_SCRIPT, str(folders[0]),
+         str(trained.project / "data/05_model_input/model_inputs.npz")],
         capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert done.returncode == 0, done.stderr[-3000:]

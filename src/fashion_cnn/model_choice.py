@@ -63,7 +63,9 @@ def choose_model(partitions: Mapping[str, Callable[[], Any]], variant: Any, vers
         version = max(versions[variant])
     elif version not in versions[variant]:
         newest = sorted(versions[variant], reverse=True)
-        shown = ", ".join(newest[:SHOWN_VERSIONS]) + (f" ({len(newest)} in all)" if len(newest) > SHOWN_VERSIONS else "")
+        shown = ", ".join(newest[:SHOWN_VERSIONS])
+        if len(newest) > SHOWN_VERSIONS:
+            shown += f" ({len(newest)} in all)"
         raise SpecError(f"Parameter `{block}.model_version`: variant '{variant}' has no model version '{version}'. "
                         f"Its versions, newest first: {shown}. Leave it null for the newest.")
     return variant, version, versions[variant][version]
@@ -76,6 +78,12 @@ def check_model_use(parameters: Mapping[str, Any], configured: Iterable[str], pi
     inputs = pipeline.inputs()
     for block in ("predict", "export"):
         if f"params:{block}.variant" in inputs and MODELS_DATASET in inputs:
+            trained_here = sorted(name for name in pipeline.all_outputs() if name.endswith(".model"))
+            if trained_here:
+                raise SpecError(
+                    f"This run trains models ({', '.join(trained_here)}) and runs `{block}`, which reads the saved "
+                    f"models and would not wait for these: run `kedro run --pipelines {block}` on its own, after "
+                    "the training run.")
             settings = _block(parameters, block)
             choose_model(_partitions(catalog), settings.get("variant"), settings.get("model_version"), block,
                          configured)
@@ -108,14 +116,15 @@ def check_images(images: Any, dataset: Any, project_path: str | os.PathLike) -> 
         raise SpecError(f"Parameter `predict.images` must be a folder, a glob pattern or a file, got {images!r}: "
                         f"{example}")
     if images.startswith("~"):
-        raise SpecError(f"Parameter `predict.images`: {images!r} starts with '~', which is not expanded here (Kedro reads "
-                        "relative paths from the project folder). Give the full path, e.g. "
+        raise SpecError(f"Parameter `predict.images`: {images!r} starts with '~', which is not expanded here "
+                        "(Kedro reads relative paths from the project folder). Give the full path, e.g. "
                         "--params predict.images=$HOME/photos (the shell expands $HOME).")
     requested = getattr(dataset, "requested_path", images)
     if requested not in (images, (Path(project_path) / images).as_posix()):
         raise SpecError(
             f"Parameter `predict.images` is {images!r} but the catalog's `{IMAGES_DATASET}` reads {requested!r}: "
-            f"the catalog takes it from the command line only. Give it there: {example.replace('path/to/photos', images)}"
+            "the catalog takes it from the command line only. Give it there: "
+            + example.replace("path/to/photos", images)
         )
     if not dataset.exists():
         raise SpecError(f"Parameter `predict.images`: no files match {images!r} (relative paths start from the "

@@ -40,7 +40,8 @@ def render_scores(rows: list[tuple[str, ...]]) -> str:
 
     def line(cells: tuple[str, ...]) -> str:
         first = cells[0].ljust(widths[0])
-        return "  " + "   ".join([first, *(cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))])
+        numbers = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        return "  " + "   ".join([first, *numbers])
 
     title = f"Test scores (the notebook's model.evaluate), {len(rows)} variant{'s' if len(rows) > 1 else ''}:"
     return "\n".join([title, line(COLUMNS), *(line(row) for row in rows)])

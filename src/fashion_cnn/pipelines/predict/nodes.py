@@ -117,7 +117,8 @@ def predict_top_classes(model: Any, prepared: Mapping[str, np.ndarray], class_na
     table = {"file": prepared["files"][usable]}
     for rank in range(top_k):
         table[f"class_{rank + 1}"] = names[order[:, rank]]
-        table[f"probability_{rank + 1}"] = np.take_along_axis(probabilities, order[:, rank : rank + 1], 1)[:, 0].round(4)
+        chosen = np.take_along_axis(probabilities, order[:, rank : rank + 1], axis=1)[:, 0]
+        table[f"probability_{rank + 1}"] = chosen.round(4)
     return pd.DataFrame(table)
 
 
