@@ -16,6 +16,10 @@ from fashion_cnn.variants import load_parameters, partition_variants, variant_of
 
 logger = logging.getLogger(__name__)
 
+# Pipelines that use what training made (a trained model, the user's images): run on request, never
+# part of `__default__`, which must run on a fresh checkout.
+ON_REQUEST = ("predict", "export")
+
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines.
@@ -28,6 +32,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     # no TensorFlow import at module level).
     pipelines.set_requested(None)
     found = find_pipelines(raise_errors=True)
+    on_request = {name: found.pop(name) for name in ON_REQUEST if name in found}
     data = found["data_processing"]
     variants = found.pop("variants")
     namespaces = sorted({variant for node in variants.nodes if (variant := variant_of(node))})
@@ -38,6 +43,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     registry["exercises"] = data + variants.only_nodes_with_tags("exercise")
     registry["compare"] = data + variants + found["compare"]
     registry["__default__"] = sum(registry.values(), Pipeline([]))
+    registry.update(on_request)
     # A broken variant block gets no nodes; its own name still runs, so that the spec check
     # (hooks.ValidateVariantsHook) can stop it before anything trains, naming the problem.
     for name, problem in partition_variants(load_parameters())[1].items():

@@ -8,6 +8,7 @@ from kedro.config import OmegaConfigLoader
 from fashion_cnn.runtime import quiet
 from fashion_cnn.runtime.checks import ValidateVariantsHook
 from fashion_cnn.runtime.run_guard import RunGuardHook
+from fashion_cnn.runtime.score_table import ScoreTableHook
 from fashion_cnn.runtime.tensorflow_runtime import TensorFlowRuntimeHook
 from fashion_cnn.runtime.timing import RunTimingsHook
 from fashion_cnn.runtime.tracking import MlflowVariantRunsHook
@@ -21,8 +22,10 @@ os.environ.setdefault("KEDRO_MP_CONTEXT", "spawn")
 
 # MlflowVariantRunsHook does nothing unless the `tracking` extra (kedro-mlflow) is installed.
 # pluggy calls the last registered first: RunTimingsHook times the spec check, and the spec check
-# runs before RunGuardHook claims the run's version.
-HOOKS = (TensorFlowRuntimeHook(), RunGuardHook(), ValidateVariantsHook(), MlflowVariantRunsHook(), RunTimingsHook())
+# runs before RunGuardHook claims the run's version. RunTimingsHook and ScoreTableHook both end a run
+# (trylast): pluggy calls the last registered of those last, so the score table is the run's last line.
+HOOKS = (TensorFlowRuntimeHook(), RunGuardHook(), ValidateVariantsHook(), MlflowVariantRunsHook(), RunTimingsHook(),
+         ScoreTableHook())
 
 # Every Kedro command imports this module, `kedro viz run` too (which loads the catalog, and so
 # TensorFlow, without project hooks): the CUDA-probe filter goes in here, once.

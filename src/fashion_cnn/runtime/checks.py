@@ -12,6 +12,7 @@ from kedro.io import DatasetError
 
 from fashion_cnn import preflight
 from fashion_cnn.model.architecture import SpecError
+from fashion_cnn.model.choice import check_model_use
 from fashion_cnn.variants import is_convolutional, partition_variants, variant_of
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class ValidateVariantsHook:
             import tensorflow as tf
 
             preflight.check_precision(precision, False, len(tf.config.list_physical_devices("GPU")))
+        check_model_use(parameters, variants, pipeline, catalog, run_params["project_path"])  # predict, export
         facts = data_facts(catalog, pipeline)
         if facts is not None:
             preflight.check_class_names(data["class_names"], facts)

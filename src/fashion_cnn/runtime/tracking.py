@@ -14,7 +14,8 @@ nested (child) run per variant of the run, named and tagged after the variant:
 * after each node: the node's outputs are logged to the variant's run by what they are:
   ``training_settings`` as parameters ``training.<key>``, ``metrics`` as metrics (the numbers;
   ``per_class_accuracy.<class>``), ``training_history`` as per-epoch metrics
-  ``history/<column>`` (step = epoch), ``model_summary`` as ``model_summary.txt``;
+  ``history/<column>`` (step = epoch), ``model_summary`` as ``model_summary.txt``, ``model`` as an
+  MLflow model of the Keras flavour named ``model`` (:mod:`fashion_cnn.model.mlflow_models`);
 * after each matplotlib figure is saved (activation grid, confusion matrix, kernels, learning
   curves, ...): the PNG file the catalog just wrote, as ``figures/<name>.png`` (rendering it
   again would cost as much as the catalog's own save). Figures of nodes outside any variant
@@ -50,6 +51,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from fashion_cnn.model.mlflow_models import kedro_mlflow_installed, log_trained_model
 from fashion_cnn.variants import is_convolutional, partition_variants, variant_of
 
 logger = logging.getLogger(__name__)
@@ -63,14 +65,6 @@ AIRFLOW_CONTEXT_TAGS = {
     "AIRFLOW_CTX_TASK_ID": "airflow_task_id",
     "AIRFLOW_CTX_TRY_NUMBER": "airflow_try_number",
 }
-
-
-def kedro_mlflow_installed() -> bool:
-    """Whether the ``tracking`` extra (kedro-mlflow) is importable, without importing it."""
-    try:
-        return importlib.util.find_spec("kedro_mlflow") is not None
-    except (ImportError, ValueError):  # ValueError: a module entry of None in sys.modules
-        return False
 
 
 def airflow_context_tags() -> dict[str, str]:
@@ -354,6 +348,8 @@ class MlflowVariantRunsHook:
                 client.log_text(run_id, value.to_csv(index=False), "training_history.csv")
             elif local == "model_summary" and isinstance(value, str):
                 client.log_text(run_id, value, "model_summary.txt")
+            elif local == "model" and hasattr(value, "predict"):  # the trained Keras model
+                log_trained_model(run_id, variant, value)
         for start in range(0, len(metrics), 1000):  # MLflow's batch limit
             client.log_batch(run_id, metrics=metrics[start : start + 1000])
         if params or tags:

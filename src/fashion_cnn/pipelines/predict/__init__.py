@@ -1,0 +1,5 @@
+"""Classify your own images with a trained variant: `kedro run --pipelines predict --params predict.images=...`."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
