@@ -8,7 +8,7 @@ import numpy as np
 from kedro.io import Version
 
 from fashion_cnn.model.architecture import build_model
-from fashion_cnn.datasets.keras_model_dataset import KerasModelDataset
+from fashion_cnn.datasets import KerasModelDataset
 
 TINY = ["Flatten", {"Dense": {"units": 10, "activation": "softmax"}}]
 

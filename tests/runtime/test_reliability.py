@@ -32,7 +32,7 @@ CNN_QUICK = {**QUICK, "cnn.training.epochs": 1, "cnn.training.verbose": 0}
 SAVE_MODEL = """
 import sys, keras
 from kedro.io.core import Version
-from fashion_cnn.datasets.keras_model_dataset import KerasModelDataset
+from fashion_cnn.datasets import KerasModelDataset
 folder, version, units = sys.argv[1], sys.argv[2], int(sys.argv[3])
 model = keras.Sequential([keras.Input((units,)), keras.layers.Dense(units, name="dense")])
 print("ready", flush=True)
@@ -71,7 +71,7 @@ def signal_during_save(folder: Path, version: str, signum: int) -> subprocess.Po
 
 
 def load_model_version(folder: Path, version: str | None = None):
-    from fashion_cnn.datasets.keras_model_dataset import KerasModelDataset
+    from fashion_cnn.datasets import KerasModelDataset
 
     return KerasModelDataset(filepath=str(folder / "model.keras"), version=Version(version, None)).load()
 
@@ -128,7 +128,7 @@ def small_disk(tmp_path: Path):
 
 def test_a_full_disk_during_a_save_keeps_the_previous_version_and_says_so(small_disk):
     save_model(small_disk, V1, units=8)
-    from fashion_cnn.datasets.keras_model_dataset import KerasModelDataset
+    from fashion_cnn.datasets import KerasModelDataset
 
     import keras
 
@@ -161,7 +161,7 @@ def test_a_damaged_model_version_names_its_folder_and_what_to_do(models):
 def test_keras_models_load_in_safe_mode(tmp_path):
     import keras
 
-    from fashion_cnn.datasets.keras_model_dataset import KerasModelDataset
+    from fashion_cnn.datasets import KerasModelDataset
 
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))  # code in the file

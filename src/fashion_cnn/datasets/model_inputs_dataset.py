@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Mapping
-from copy import deepcopy
-from pathlib import PurePosixPath
 from typing import Any
 
-import fsspec
 import numpy as np
-from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_filepath_str, get_protocol_and_path
+from kedro.io.core import DatasetError
 
+from fashion_cnn.datasets.fsspec_file import FsspecFileDataset
 from fashion_cnn.datasets.keep_saved import KeepSavedMixin
 from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
 from fashion_cnn.datasets.whole_files import WholeFileMixin
@@ -52,7 +50,7 @@ def check_model_inputs(arrays: Mapping[str, Any], source: str) -> None:
              f"{arrays['test_images'].shape[1:]}")
 
 
-class NpzModelInputsDataset(AbstractVersionedDataset[Mapping[str, Any], ReadOnlyArrays]):
+class NpzModelInputsDataset(FsspecFileDataset[Mapping[str, Any], ReadOnlyArrays]):
     """``train_images``, ``train_labels``, ``test_images`` and ``test_labels`` in one ``.npz`` file.
 
     One file, so the four arrays a run wrote are always read together, never beside another run's.
@@ -61,31 +59,8 @@ class NpzModelInputsDataset(AbstractVersionedDataset[Mapping[str, Any], ReadOnly
     dtypes, value range).
     """
 
-    def __init__(
-        self,
-        *,
-        filepath: str,
-        version: Version | None = None,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        protocol, path = get_protocol_and_path(filepath, version)
-        fs_args = deepcopy(fs_args) or {}
-        if protocol == "file":
-            fs_args.setdefault("auto_mkdir", True)
-        self._protocol = protocol
-        self._fs = fsspec.filesystem(protocol, **(deepcopy(credentials) or {}), **fs_args)
-        self.metadata = metadata
-        super().__init__(
-            filepath=PurePosixPath(path), version=version, exists_function=self._fs.exists, glob_function=self._fs.glob
-        )
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
-
     def load(self) -> ReadOnlyArrays:
-        path = get_filepath_str(self._get_load_path(), self._protocol)
+        path = self._load_path()
         arrays = self._read(path, KEYS)
         check_model_inputs(arrays, path)
         return ReadOnlyArrays(arrays)
@@ -93,7 +68,7 @@ class NpzModelInputsDataset(AbstractVersionedDataset[Mapping[str, Any], ReadOnly
     def label_arrays(self) -> dict[str, np.ndarray]:
         """Only the labels (kilobytes), after checking every array's header (names, dtypes,
         counts) without reading the images; for the checks before a run: ``{"train": ..., "test": ...}``."""
-        path = get_filepath_str(self._get_load_path(), self._protocol)
+        path = self._load_path()
         headers = self._headers(path)
         for split in SPLITS:
             (count, *_), dtype = headers[f"{split}_images"]
@@ -147,17 +122,11 @@ class NpzModelInputsDataset(AbstractVersionedDataset[Mapping[str, Any], ReadOnly
 
     def save(self, data: Mapping[str, Any]) -> None:
         check_model_inputs(data, "The model inputs to save")
-        path = get_filepath_str(self._get_save_path(), self._protocol)
+        path = self._save_path()
         with self._fs.open(path, mode="wb") as file:
             np.savez(file, **{key: np.asarray(data[key]) for key in KEYS})
-        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+        self._invalidate_cache()
 
-    def _exists(self) -> bool:
-        try:
-            path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return self._fs.exists(path)
 
 
 class ModelInputsDataset(KeepSavedMixin, WholeFileMixin, NpzModelInputsDataset):
