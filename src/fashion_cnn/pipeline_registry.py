@@ -45,7 +45,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     registry["__default__"] = sum(registry.values(), Pipeline([]))
     registry.update(on_request)
     # A broken variant block gets no nodes; its own name still runs, so that the spec check
-    # (hooks.ValidateVariantsHook) can stop it before anything trains, naming the problem.
+    # (runtime.checks.ValidateVariantsHook) can stop it before anything trains, naming the problem.
     for name, problem in partition_variants(load_parameters())[1].items():
         logger.warning("%s Runs of the pipelines that include it (%s, __default__, compare) stop before "
                        "training; the other pipelines work.", problem, name)

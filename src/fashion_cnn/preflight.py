@@ -79,8 +79,8 @@ def resolve_precision(requested: str, bf16: bool) -> str:
 
 
 def check_precision(precision: str, bf16: bool, gpus: int) -> None:
-    if precision not in PRECISIONS:
-        raise SpecError(f"Parameter `runtime.precision` must be one of {list(PRECISIONS)}, got {precision!r}.")
+    """bfloat16 maths only where there are units for it (the name itself is checked with the other
+    ``runtime`` settings, when the catalog is created)."""
     if precision == "mixed_bfloat16" and not bf16 and not gpus:
         raise SpecError(
             "`runtime.precision: mixed_bfloat16` needs a CPU with bfloat16 units (AVX-512 BF16 or AMX; "
@@ -144,7 +144,7 @@ def batch_size_warnings(training_images: int, settings: Mapping[str, Mapping[str
             f"of them. Lower `training_defaults.batch_size` (or the variant's) or raise `data.train_limit`."]
 
 
-def planned_bytes(path: Path, kind: str, parameters: int = 0, images: Mapping[str, int] | None = None,
+def planned_bytes(kind: str, parameters: int = 0, images: Mapping[str, int] | None = None,
                   pixel_bytes: int = 4, pixels: int = 784) -> int:
     """About how many bytes a save of ``kind`` (``model``, ``model_inputs``, other) writes."""
     if kind == "model":

@@ -15,9 +15,10 @@ THRESHOLD_MODES = ("below", "above")
 
 
 def merge_training_settings(
-    variant: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any] | None
+    variant: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any] | None, precision: str = "float32"
 ) -> dict[str, Any]:
-    """Return ``defaults`` updated with ``overrides``, after checking every value."""
+    """Return ``defaults`` updated with ``overrides``, after checking every value, and the run's
+    numeric ``precision`` (``runtime.precision`` as resolved for the machine)."""
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
@@ -27,7 +28,7 @@ def merge_training_settings(
         )
     settings = {**defaults, **overrides}
     validate_training_settings(variant, settings)
-    return settings
+    return {**settings, "precision": precision}
 
 
 def _positive_int(value: Any) -> bool:

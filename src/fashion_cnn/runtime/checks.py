@@ -11,6 +11,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 
 from fashion_cnn import preflight
+from fashion_cnn.datasets.whole_files import LOCAL_PROTOCOLS
 from fashion_cnn.model.architecture import SpecError
 from fashion_cnn.model.choice import check_model_use
 from fashion_cnn.variants import is_convolutional, partition_variants, variant_of
@@ -130,12 +131,11 @@ def planned_writes(catalog: Any, pipeline: Any, parameter_counts: dict[str, int]
     for name in sorted(pipeline.all_outputs()):
         dataset = catalog.get(name)
         filepath = getattr(dataset, "_filepath", None)
-        if filepath is None or getattr(dataset, "_protocol", "file") not in ("file", "local"):
+        if filepath is None or getattr(dataset, "_protocol", "file") not in LOCAL_PROTOCOLS:
             continue
         variant, _, local = name.partition(".")
         kind = "model" if local == "model" else name
-        size = preflight.planned_bytes(Path(str(filepath)), kind, parameter_counts.get(variant, 0), images,
-                                       pixel_bytes, pixels)
+        size = preflight.planned_bytes(kind, parameter_counts.get(variant, 0), images, pixel_bytes, pixels)
         planned.append((Path(str(filepath)), size))
     return planned
 
@@ -147,7 +147,7 @@ def check_variant(name: str, spec: dict[str, Any], parameters: dict[str, Any],
     from fashion_cnn.model.activations import check_activation_settings
     from fashion_cnn.model.training import compiled_model, make_callbacks, merge_training_settings
 
-    settings = {**merge_training_settings(name, parameters["training_defaults"], spec["training"]), "precision": precision}
+    settings = merge_training_settings(name, parameters["training_defaults"], spec["training"], precision)
     data = parameters["data"]
     model = compiled_model(name, spec["architecture"], settings, data)
     try:

@@ -35,7 +35,6 @@ ParallelRunner's worker processes do not share the parent's MLflow state (see do
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math

@@ -22,7 +22,7 @@ def resolve_training_settings(
 ) -> dict[str, Any]:
     """The variant's training settings: ``training_defaults`` updated with its own ``training``,
     and the run's numeric precision (``runtime.precision``, resolved for this machine)."""
-    return {**merge_training_settings(variant, defaults, overrides), "precision": precision}
+    return merge_training_settings(variant, defaults, overrides, precision)
 
 
 def build_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]) -> str:
