@@ -35,6 +35,17 @@ def temp_path_for(final: Path, folder: Path) -> Path:
     return folder / f"{TEMP_PREFIX}{host}.{os.getpid()}.{secrets.token_hex(4)}.{final.name}"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _writer_is_gone(name: str, now: float, path: Path) -> bool:
     try:
         host, pid = name[len(TEMP_PREFIX):].split(".")[:2]
@@ -46,13 +57,7 @@ def _writer_is_gone(name: str, now: float, path: Path) -> bool:
             return now - path.lstat().st_mtime > FOREIGN_TEMP_MAX_AGE
         except FileNotFoundError:
             return False
-    try:
-        os.kill(pid_number, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's live process
-        return False
-    return False
+    return not process_alive(pid_number)
 
 
 def sweep_stale_temps(folder: Path) -> list[Path]:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fashion_cnn.datasets.whole_files import commit, temp_path_for
+from fashion_cnn.datasets.whole_files import commit, process_alive, temp_path_for
 
 RUNS_FOLDER = Path("data") / ".runs"
 # A run of another machine that never recorded its end is taken as gone after this long.
@@ -101,23 +101,11 @@ def active_runs(project_path: Path, besides: Path | None = None) -> list[dict[st
         if not record or "ended" in record:
             continue
         if record.get("host") == socket.gethostname():
-            if _alive(record.get("pid")):
+            if isinstance(record.get("pid"), int) and process_alive(record["pid"]):
                 active.append(record)
         elif now - record.get("started", 0) < FOREIGN_RUN_MAX_AGE:
             active.append(record)
     return active
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _user() -> str:
