@@ -192,6 +192,16 @@ print(json.dumps(rates))
 """
 
 
+def cpu_description() -> str:
+    """The CPU model, its bf16 units, cores and Python, for the record beside the figures."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = set((re.search(r"^flags\s*:\s*(.+)$", info, re.M) or [None, ""])[1].split())
+    units = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in flags]
+    return (f"{model[1] if model else platform.processor() or platform.machine()} ({', '.join(units) or 'no AVX2'}), "
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+
+
 def matmul_gflops(python: str, env: dict[str, str], root: Path) -> dict[str, float]:
     """This machine's TensorFlow matrix-multiply rate (GFLOP/s, best of 3), float32 and bfloat16,
     with the benchmark's own TensorFlow settings: what bounds a training step from below."""
@@ -201,12 +211,11 @@ def matmul_gflops(python: str, env: dict[str, str], root: Path) -> dict[str, flo
 
 
 def training_flops_per_epoch(model_name: str, images: int = 60_000) -> float:
-    """Floating-point operations of one training epoch of a baseline model: its convolutions' and
-    dense layers' multiply-adds (2 operations each) per image, times 3 (forward pass, and the
-    backward pass's two products), times the training images."""
+    """Floating-point operations of one training epoch of a baseline model: three times its forward
+    pass (the backward pass's two products), times the training images."""
     import warnings
 
-    from fashion_cnn.model.architecture import build_model
+    from fashion_cnn.model.architecture import build_model, forward_flops
     from fashion_cnn.variants import load_parameters
 
     warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")  # as settings.py does
@@ -214,16 +223,7 @@ def training_flops_per_epoch(model_name: str, images: int = 60_000) -> float:
     parameters = load_parameters()
     model = build_model(model_name, parameters[model_name]["architecture"], parameters["data"]["input_shape"],
                         len(parameters["data"]["class_names"]))
-    forward = 0
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "Conv2D":
-            kh, kw, c_in, c_out = layer.kernel.shape
-            _, h, w, _ = layer.output.shape
-            forward += 2 * h * w * kh * kw * c_in * c_out
-        elif kind == "Dense":
-            forward += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
-    return 3 * forward * images
+    return 3 * forward_flops(model) * images
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -292,8 +292,7 @@ def main() -> None:
                       f"per epoch {result['per_epoch']:5.2f} s, overhead {result['overhead']:4.1f} s, "
                       f"test acc {result['test_accuracy']:.4f}, RSS {result['rss']:.2f} GB", flush=True)
 
-    print(f"\nMedians over {args.rounds} interleaved round(s); {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}; "
+    print(f"\nMedians over {args.rounds} interleaved round(s); {cpu_description()}; "
           + (f"notebook and kedro from {venv} (README install)" if venv else
              f"this environment ({sys.prefix}), extras hidden"))
     print(f"`python -c 'import tensorflow, keras'` alone: {statistics.median(imports):.1f} s")

@@ -117,12 +117,16 @@ def test_stop_at_threshold_callback(mode, threshold, epochs_run):
 
 
 @pytest.mark.slow
-def test_exercises_run_under_parallel_runner(project):
-    """`kedro run --pipeline exercises --runner ParallelRunner` (spawned workers)."""
+@pytest.mark.parametrize("runner", ["SweepRunner", "ParallelRunner"])
+def test_exercises_run_in_worker_processes(project, runner):
+    """`kedro run --pipeline exercises` (SweepRunner on two cores), and with `--runner ParallelRunner`."""
     from kedro.runner import ParallelRunner
 
+    from fashion_cnn.runtime.sweep_runner import SweepRunner
+
     exercises = [n for n, s in VARIANTS.items() if "exercise" in s.get("tags", [])]
-    run_session(project, ["exercises"], tiny_params(exercises), runner=ParallelRunner(max_workers=2))
+    runner_object = SweepRunner(max_workers=2) if runner == "SweepRunner" else ParallelRunner(max_workers=2)
+    run_session(project, ["exercises"], tiny_params(exercises), runner=runner_object)
     for name in exercises:
         assert metrics_of(project, name)["epochs_run"] == 1
     assert np.isfinite([metrics_of(project, n)["test_loss"] for n in exercises]).all()

@@ -185,3 +185,23 @@ def test_sessions_of_two_projects_in_one_process_keep_apart(tmp_path, monkeypatc
     _, first_runs = mlflow_runs(first)
     _, second_runs = mlflow_runs(second)
     assert [run.info.status for run in first_runs] == ["FINISHED"] and second_runs == []
+
+
+def test_with_tracking_a_sweep_stays_in_one_process_and_says_so(project):
+    """`kedro run` picks SweepRunner for several variants, except with kedro-mlflow active: every
+    variant keeps its own MLflow run, and the log says why and how to go side by side."""
+    require_tracking_extra()
+    names = list(load_variants())[:2]
+    params = ",".join(f"{key}={value}" for key, value in quick_params(names).items())
+    done = subprocess.run([sys.executable, "-m", "kedro", "run", "--pipelines", ",".join(names), "--params", params],
+                          cwd=project, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "250"})
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, output[-3000:]
+    assert ("2 variants to train one after the other, because MLflow tracking (kedro-mlflow) is installed and every "
+            "variant keeps its own MLflow run only in one process. Side by side, without per-variant runs: "
+            "--runner fashion_cnn.runtime.sweep_runner.SweepRunner") in output
+    assert "Training side by side" not in output
+    _, runs = mlflow_runs(project)
+    assert sorted(run.data.tags["variant"] for run in runs if "variant" in run.data.tags) == sorted(names)
+    assert all(run.info.status == "FINISHED" for run in runs)

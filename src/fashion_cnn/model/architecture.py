@@ -125,6 +125,22 @@ def build_model(
     return keras.Model(inputs=inputs, outputs=x, name=variant)
 
 
+def forward_flops(model) -> int:
+    """Floating-point operations of one image's forward pass through the convolutions and dense
+    layers (two per multiply-add); training costs about three times this per image (the forward
+    pass and the backward pass's two products)."""
+    flops = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            kernel_height, kernel_width, channels_in, channels_out = layer.kernel.shape
+            _, height, width, _ = layer.output.shape
+            flops += 2 * height * width * kernel_height * kernel_width * channels_in * channels_out
+        elif kind == "Dense":
+            flops += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+    return int(flops)
+
+
 SUMMARY_WIDTH = 100
 
 

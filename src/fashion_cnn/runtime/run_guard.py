@@ -17,6 +17,15 @@ from fashion_cnn.variants import variant_of
 
 logger = logging.getLogger(__name__)
 
+_current: RunGuardHook | None = None  # the guard of the run under way in this process
+
+
+def node_finished_elsewhere(node: Any) -> None:
+    """A node of this process's run finished in a worker process, where the node hooks ran instead of
+    here (SweepRunner tells it), for the interruption summary."""
+    if _current is not None:
+        _current.node_finished(node)
+
 
 class RunGuardHook:
     """Claims the run's save version (:mod:`fashion_cnn.runtime.runs`), names the project's other active
@@ -67,6 +76,8 @@ class RunGuardHook:
                 self._pending.setdefault(variant, set()).add(node.name)
         self._interrupted = False
         self._install_signal_handlers()
+        global _current
+        _current = self
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
@@ -91,6 +102,13 @@ class RunGuardHook:
         if variant in self._pending:
             self._pending[variant].discard(node.name)
 
+    def node_finished(self, node: Any) -> None:
+        """``after_node_run`` for a node that ran in another process: its outputs are saved."""
+        self.after_node_run(node)
+        variant = variant_of(node)
+        if variant in self._pending and f"{variant}.model" in node.outputs:
+            self._models_saved.add(variant)
+
     @hook_impl
     def after_pipeline_run(self) -> None:
         self._end("succeeded")
@@ -100,6 +118,8 @@ class RunGuardHook:
         self._end("failed")
 
     def _end(self, outcome: str) -> None:
+        global _current
+        _current = None
         if self._record is not None:
             runs.finish(self._record, outcome)
             self._record = None

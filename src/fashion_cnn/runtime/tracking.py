@@ -30,7 +30,8 @@ Without kedro-mlflow installed, or with tracking disabled for the pipeline in ``
 (kedro-mlflow then opens no run), every method returns at once: MLflow is never imported by
 this hook (it only uses MLflow when kedro-mlflow has imported it and opened a run).
 Tracking follows the thread of each node, so it works with the Sequential and Thread runners;
-ParallelRunner's worker processes do not share the parent's MLflow state (see docs/tracking.md).
+the worker processes of ParallelRunner and SweepRunner do not share the parent's MLflow state, so
+with kedro-mlflow installed ``kedro run`` keeps a sweep in one process (see docs/tracking.md).
 """
 
 from __future__ import annotations
@@ -172,10 +173,12 @@ class MlflowVariantRunsHook:
         airflow_tags = airflow_context_tags()
         if airflow_tags:
             mlflow.set_tags(airflow_tags)  # on kedro-mlflow's run: every task's run, variants or not
-        if "ParallelRunner" in str(run_params.get("runner", "")):
+        runner = str(run_params.get("runner", ""))
+        if "ParallelRunner" in runner or "SweepRunner" in runner:
             logger.warning(
-                "MLflow: no per-variant runs with ParallelRunner (its worker processes do not share "
-                "this process's MLflow runs); use the sequential runner or ThreadRunner for tracking."
+                "MLflow: no per-variant runs with %s (its worker processes do not share this process's "
+                "MLflow runs); without --runner, or with SequentialRunner or ThreadRunner, every variant "
+                "gets its own run.", "SweepRunner" if "SweepRunner" in runner else "ParallelRunner"
             )
             return
         variants = partition_variants(catalog.load("parameters"))[0]

@@ -1,0 +1,57 @@
+"""Project commands: Kedro's own ``kedro run``, which trains a sweep's variants side by side.
+
+Without ``--runner``, a run whose nodes train several variants (``compare``, ``exercises``,
+``__default__``) uses :class:`fashion_cnn.runtime.sweep_runner.SweepRunner`; every other run,
+and any run given ``--runner``, is exactly Kedro's. Kedro loads this module for ``kedro run``
+(``cli`` group) and for ``python -m fashion_cnn`` (``run``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+
+from fashion_cnn.runtime.sweep_runner import default_runner
+
+logger = logging.getLogger(__name__)
+
+
+def _nodes_to_run(options: dict[str, Any]) -> list[str]:
+    """The names of the nodes ``kedro run`` will run with these options, as the session selects them."""
+    from kedro.framework.project import pipelines
+    from kedro.pipeline import Pipeline
+
+    names = [options["pipeline"]] if options.get("pipeline") else list(options.get("pipelines") or [])
+    selected = sum((pipelines[name] for name in names or ["__default__"]), Pipeline([]))
+    selected = selected.filter(
+        tags=options.get("tags") or None,
+        from_nodes=options.get("from_nodes") or None,
+        to_nodes=options.get("to_nodes") or None,
+        node_names=options.get("node_names") or None,
+        from_inputs=options.get("from_inputs") or None,
+        to_outputs=options.get("to_outputs") or None,
+        node_namespaces=options.get("namespaces") or None,
+    )
+    return [node.name for node in selected.nodes]
+
+
+@click.group(name="fashion_cnn")
+def cli() -> None:
+    """Project commands."""
+
+
+@cli.command(name="run", params=kedro_run.params, help=kedro_run.help, context_settings=kedro_run.context_settings)
+def run(**options: Any) -> Any:
+    if not options.get("runner"):
+        try:
+            nodes = _nodes_to_run(options)
+        except Exception:  # noqa: BLE001 - an unknown pipeline or node: Kedro's own run names it
+            nodes = []
+        runner, reason = default_runner(nodes)
+        if reason:
+            logger.info(reason)
+        options["runner"] = runner
+    return kedro_run.callback(**options)
