@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support import PROJECT_ROOT, QUICK
 
-from fashion_cnn.runtime.sweep_runner import default_runner, trainings, usable_cores, worker_threads
+from fashion_cnn.runtime.sweep_runner import default_runner, node_priorities, trainings, usable_cores, worker_threads
 
 VARIANTS = ["filters_16", "filters_64"]
 QUICK_SWEEP = {**QUICK, "training_defaults.epochs": 1, "training_defaults.verbose": 0}
@@ -57,6 +57,25 @@ def test_the_runner_is_chosen_by_the_variants_to_train():
     assert default_runner([]) == (None, "")
     assert worker_threads(cores=8, workers=3) == 2 and worker_threads(cores=2, workers=2) == 1
     assert worker_threads(cores=1, workers=2) == 1
+
+
+def identity(x):
+    return x
+
+
+def test_the_data_and_the_longest_trainings_go_first():
+    from kedro.pipeline import Pipeline, node
+
+    sweep = Pipeline([
+        node(identity, "raw", "inputs", name="prepare"),
+        node(identity, "inputs", "short_settings", name="short.resolve_training_settings"),
+        node(identity, "short_settings", "short_model", name="short.train_model"),
+        node(identity, "inputs", "long_model", name="long.train_model"),
+        node(identity, "long_model", "long_metrics", name="long.evaluate_model"),
+    ])
+    priorities = node_priorities(sweep, {"short.train_model": 10.0, "long.train_model": 60.0})
+    assert priorities == {"prepare": 60.0, "long.train_model": 60.0, "short.resolve_training_settings": 10.0,
+                          "short.train_model": 10.0}  # after a training (evaluation): last, priority 0
 
 
 @pytest.mark.skipif(usable_cores() < 2, reason="side by side needs two cores")

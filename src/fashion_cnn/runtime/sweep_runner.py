@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import heapq
-import importlib.metadata
 import itertools
 import logging
 import math
@@ -29,6 +28,7 @@ from typing import Any
 from kedro.runner import ParallelRunner
 
 from fashion_cnn.runtime import run_guard
+from fashion_cnn.runtime.tracking import kedro_mlflow_hooks_active
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +49,6 @@ def trainings(node_names: Iterable[str]) -> int:
     return sum(1 for name in node_names if name.rsplit(".", 1)[-1] == TRAINING_NODE)
 
 
-def tracking_active() -> bool:
-    """Whether kedro-mlflow's hooks run in ``kedro run`` (the ``tracking`` extra is installed and not
-    disabled in settings.DISABLE_HOOKS_FOR_PLUGINS); read from entry points, importing nothing."""
-    from kedro.framework.project import settings
-
-    disabled = {name.lower().replace("_", "-") for name in settings.DISABLE_HOOKS_FOR_PLUGINS}
-    return any(
-        (entry_point.dist.name if entry_point.dist else "").lower().replace("_", "-") == "kedro-mlflow"
-        and "kedro-mlflow" not in disabled
-        for entry_point in importlib.metadata.entry_points(group="kedro.hooks")
-    )
-
-
 def default_runner(node_names: Iterable[str]) -> tuple[str | None, str]:
     """The runner for a ``kedro run`` given no ``--runner``: :class:`SweepRunner` for a sweep, else
     None (Kedro's SequentialRunner); and why, in a sentence for the log."""
@@ -70,7 +57,7 @@ def default_runner(node_names: Iterable[str]) -> tuple[str | None, str]:
         return None, ""
     if cores < 2:
         return None, f"{count} variants to train, one core: one after the other."
-    if tracking_active():
+    if kedro_mlflow_hooks_active():
         return None, (
             f"{count} variants to train one after the other, because MLflow tracking (kedro-mlflow) is "
             "installed and every variant keeps its own MLflow run only in one process. Side by side, "
@@ -144,21 +131,22 @@ def _start_worker(environment: dict[str, str]) -> None:
 
 
 class SweepExecutor(ProcessPoolExecutor):
-    """A process pool that hands each worker one node at a time, longest training first, stops at
-    once when the run is interrupted, and starts nothing new after a failure.
+    """A process pool that hands each worker one node at a time, those leading to the longest
+    trainings first, stops at once when the run is interrupted, and starts nothing new after a
+    failure.
 
     Kedro submits every node that is ready; the pool keeps them here and gives a free worker the
-    next by priority: short nodes first (they unblock others, such as a variant's evaluation),
-    then the trainings by their estimated cost (``costs``, node name -> operations), so that the
-    longest do not end up last, one core busy and the other idle.
+    one with the highest ``priorities`` entry (node name -> seconds of the longest training it
+    leads to), so that the longest trainings start first and do not end up last, one core busy
+    and the other idle. Nodes after the trainings (evaluation, figures) come last.
     """
 
     STOP_GRACE_SECONDS = 20.0
 
-    def __init__(self, *args: Any, costs: dict[str, float] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, priorities: dict[str, float] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._costs = costs or {}
-        self._waiting: list[tuple[int, float, int, Future, Callable[[], Any]]] = []  # a heap
+        self._priorities = priorities or {}
+        self._waiting: list[tuple[float, int, Future, Callable[[], Any]]] = []  # a heap
         self._order = itertools.count()
         self._free = self._max_workers
         self._scheduling = threading.Lock()
@@ -166,10 +154,9 @@ class SweepExecutor(ProcessPoolExecutor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
         name = getattr(getattr(fn, "node", None), "name", "")
-        is_training = trainings([name]) == 1
         task = functools.partial(fn, *args, **kwargs)
         with self._scheduling:
-            heapq.heappush(self._waiting, (int(is_training), -self._costs.get(name, 0.0), next(self._order), future, task))
+            heapq.heappush(self._waiting, (-self._priorities.get(name, 0.0), next(self._order), future, task))
         self._dispatch()
         return future
 
@@ -256,6 +243,22 @@ def training_costs(pipeline: Any, catalog: Any) -> dict[str, float]:
     return costs
 
 
+def node_priorities(pipeline: Any, costs: dict[str, float]) -> dict[str, float]:
+    """Each node's priority: the cost of the longest training it leads to (itself included), so
+    that the data processing and a long variant's set-up run before a short variant's training."""
+    parents = {node.name: [parent.name for parent in found] for node, found in pipeline.node_dependencies.items()}
+    priorities: dict[str, float] = {}
+    for training, cost in costs.items():
+        stack = [training]
+        while stack:
+            name = stack.pop()
+            if priorities.get(name, -1.0) >= cost:
+                continue
+            priorities[name] = cost
+            stack.extend(parents.get(name, []))
+    return priorities
+
+
 class SweepRunner(ParallelRunner):
     """Kedro's ParallelRunner with one worker per variant to train, at most one per core.
 
@@ -271,7 +274,7 @@ class SweepRunner(ParallelRunner):
         super().__init__(max_workers=max_workers or usable_cores(), is_async=is_async)
 
     def _run(self, pipeline: Any, catalog: Any, hook_manager: Any = None, run_id: str | None = None) -> None:
-        self._costs = training_costs(pipeline, catalog)
+        self._priorities = node_priorities(pipeline, training_costs(pipeline, catalog))
         super()._run(pipeline, catalog, hook_manager, run_id)
 
     def _release_datasets(self, node: Any, catalog: Any, load_counts: dict, pipeline: Any) -> None:
@@ -292,4 +295,4 @@ class SweepRunner(ParallelRunner):
                     os.environ.get("TF_NUM_INTRAOP_THREADS", threads))
         # spawn: this process has TensorFlow loaded (the spec check), which a fork would copy half-made.
         return SweepExecutor(max_workers=max_workers, mp_context=get_context("spawn"), initializer=_start_worker,
-                             initargs=(environment,), costs=getattr(self, "_costs", {}))
+                             initargs=(environment,), priorities=getattr(self, "_priorities", {}))

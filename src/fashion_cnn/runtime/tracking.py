@@ -36,6 +36,7 @@ with kedro-mlflow installed ``kedro run`` keeps a sweep in one process (see docs
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import math
@@ -65,6 +66,19 @@ AIRFLOW_CONTEXT_TAGS = {
     "AIRFLOW_CTX_TASK_ID": "airflow_task_id",
     "AIRFLOW_CTX_TRY_NUMBER": "airflow_try_number",
 }
+
+
+def kedro_mlflow_hooks_active() -> bool:
+    """Whether kedro-mlflow's hooks run in this project's sessions: its distribution is installed
+    (its entry point is there) and not in settings.DISABLE_HOOKS_FOR_PLUGINS. Read from the
+    entry points, importing nothing."""
+    from kedro.framework.project import settings
+
+    disabled = {name.lower().replace("_", "-") for name in settings.DISABLE_HOOKS_FOR_PLUGINS}
+    return "kedro-mlflow" not in disabled and any(
+        (entry_point.dist.name if entry_point.dist else "").lower().replace("_", "-") == "kedro-mlflow"
+        for entry_point in importlib.metadata.entry_points(group="kedro.hooks")
+    )
 
 
 def airflow_context_tags() -> dict[str, str]:
@@ -147,7 +161,7 @@ class MlflowVariantRunsHook:
         working directory, and MLflow caches its stores by URI, so a second project in the same
         process (a notebook, the tests) would write into the first one's database.
         """
-        if not kedro_mlflow_installed():
+        if not kedro_mlflow_hooks_active():
             return
         from omegaconf import OmegaConf
 
