@@ -123,11 +123,10 @@ def _start_worker(environment: dict[str, str]) -> None:
     # have no catalog (a warning per dataset), and kedro-mlflow has no run, so it would open a stray
     # one for each node's parameters.
     logging.getLogger("kedro_viz.integrations.kedro.hooks").setLevel(logging.ERROR)
-    try:
+    if kedro_mlflow_hooks_active():
         from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
-    except ImportError:
-        return
-    mlflow_hook._is_mlflow_enabled = False
+
+        mlflow_hook._is_mlflow_enabled = False
 
 
 class SweepExecutor(ProcessPoolExecutor):
