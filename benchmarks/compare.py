@@ -216,8 +216,10 @@ def training_flops_per_epoch(model_name: str, images: int = 60_000) -> float:
     import warnings
 
     from fashion_cnn.model.architecture import build_model, forward_flops
+    from fashion_cnn.runtime import quiet
     from fashion_cnn.variants import load_parameters
 
+    quiet.install()  # TensorFlow's start-up lines (as in every Kedro command) would land amid the figures
     warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")  # as settings.py does
 
     parameters = load_parameters()
