@@ -44,9 +44,14 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def is_training(node_name: str) -> bool:
+    """Whether the node is a variant's training node."""
+    return node_name.rsplit(".", 1)[-1] == TRAINING_NODE
+
+
 def trainings(node_names: Iterable[str]) -> int:
     """How many variants the nodes train."""
-    return sum(1 for name in node_names if name.rsplit(".", 1)[-1] == TRAINING_NODE)
+    return sum(map(is_training, node_names))
 
 
 def default_runner(node_names: Iterable[str]) -> tuple[str | None, str]:
@@ -225,18 +230,18 @@ def training_costs(pipeline: Any, catalog: Any) -> dict[str, float]:
     metrics times this run's epochs. Operation counts mislead here (a large dense layer costs more
     time than its share of operations), so the last run's clock decides; a variant without one
     counts as the longest."""
+    from fashion_cnn.model.training import merge_training_settings
+
     parameters = catalog.load("parameters") if catalog.exists("parameters") else {}
-    defaults = parameters.get("training_defaults") or {}
     costs = {}
     for node in pipeline.nodes:
         variant = node.namespace
-        if not variant or trainings([node.name]) != 1:
+        if not variant or not is_training(node.name):
             continue
-        spec = parameters.get(variant) or {}
-        epochs = (spec.get("training") or {}).get("epochs") or defaults.get("epochs") or 1
         try:
+            settings = merge_training_settings(variant, parameters["training_defaults"], parameters[variant]["training"])
             metrics = catalog.get(f"{variant}.metrics").load()  # the latest version, without a log line
-            costs[node.name] = float(metrics["seconds_per_epoch"]) * epochs
+            costs[node.name] = float(metrics["seconds_per_epoch"]) * settings["epochs"]
         except Exception:  # noqa: BLE001 - never run, or unreadable: only the order depends on it
             costs[node.name] = math.inf
     return costs
@@ -271,6 +276,7 @@ class SweepRunner(ParallelRunner):
 
     def __init__(self, max_workers: int | None = None, is_async: bool = False) -> None:
         super().__init__(max_workers=max_workers or usable_cores(), is_async=is_async)
+        self._priorities: dict[str, float] = {}  # node name -> priority, for the run under way
 
     def _run(self, pipeline: Any, catalog: Any, hook_manager: Any = None, run_id: str | None = None) -> None:
         self._priorities = node_priorities(pipeline, training_costs(pipeline, catalog))
@@ -294,4 +300,4 @@ class SweepRunner(ParallelRunner):
                     os.environ.get("TF_NUM_INTRAOP_THREADS", threads))
         # spawn: this process has TensorFlow loaded (the spec check), which a fork would copy half-made.
         return SweepExecutor(max_workers=max_workers, mp_context=get_context("spawn"), initializer=_start_worker,
-                             initargs=(environment,), priorities=getattr(self, "_priorities", {}))
+                             initargs=(environment,), priorities=self._priorities)

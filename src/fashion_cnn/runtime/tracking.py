@@ -52,7 +52,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from fashion_cnn.model.mlflow_models import kedro_mlflow_installed, log_trained_model
+from fashion_cnn.model.mlflow_models import log_trained_model
 from fashion_cnn.variants import is_convolutional, partition_variants, variant_of
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class MlflowVariantRunsHook:
         self._reset()
         # kedro-mlflow imports mlflow when its hooks are active: no import here, no run to nest in.
         mlflow = sys.modules.get("mlflow")
-        if mlflow is None or not kedro_mlflow_installed():
+        if mlflow is None or not kedro_mlflow_hooks_active():
             return
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
