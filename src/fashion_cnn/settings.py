@@ -9,6 +9,7 @@ from fashion_cnn.runtime import quiet
 from fashion_cnn.runtime.checks import ValidateVariantsHook
 from fashion_cnn.runtime.run_guard import RunGuardHook
 from fashion_cnn.runtime.score_table import ScoreTableHook
+from fashion_cnn.runtime.session_store import RunVersionStore
 from fashion_cnn.runtime.tensorflow_runtime import TensorFlowRuntimeHook
 from fashion_cnn.runtime.timing import RunTimingsHook
 from fashion_cnn.runtime.tracking import MlflowVariantRunsHook
@@ -30,6 +31,9 @@ HOOKS = (TensorFlowRuntimeHook(), RunGuardHook(), ValidateVariantsHook(), Mlflow
 # Every Kedro command imports this module, `kedro viz run` too (which loads the catalog, and so
 # TensorFlow, without project hooks): the CUDA-probe filter goes in here, once.
 quiet.install()
+
+# Each session reserves a save version no other run holds (two runs can start in one millisecond).
+SESSION_STORE_CLASS = RunVersionStore
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -1,14 +1,18 @@
 """A record of every ``kedro run`` in ``data/.runs/``: who runs what, and one save version per run.
 
-Kedro names a run's versions after the millisecond it started, so two runs that start in the same
-millisecond (two people, two Airflow tasks on shared storage) would write into the same version
-folders. Each run claims its version by creating ``data/.runs/<version>.json`` exclusively
-(``O_EXCL``, atomic on local disks and NFS); a second claim fails before anything runs, with a
-message naming the run that holds it.
+Kedro names a run's versions after the millisecond its session started, so two runs that start in
+the same millisecond (two people, two Airflow tasks on shared storage) would write into the same
+version folders. Each session therefore reserves its version as it starts, by creating
+``data/.runs/<version>.json`` exclusively (``O_EXCL``, atomic on local disks and NFS), taking the
+next millisecond while one is held (:func:`reserve`, called by
+:class:`~fashion_cnn.runtime.session_store.RunVersionStore`). The run then claims its own
+reservation (:func:`claim`); a version held by another run still stops it before anything runs,
+with a message naming that run.
 """
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import json
 import os
@@ -16,14 +20,20 @@ import shlex
 import socket
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from kedro.io.core import VERSION_FORMAT
 
 from fashion_cnn.datasets.whole_files import commit, process_alive, temp_path_for
 
 RUNS_FOLDER = Path("data") / ".runs"
 # A run of another machine that never recorded its end is taken as gone after this long.
 FOREIGN_RUN_MAX_AGE = 24 * 3600.0
+# A session that finds this many consecutive milliseconds held gives up reserving (and its run's claim
+# then names the run holding its version).
+MAX_RESERVATION_TRIES = 10_000
 
 
 class RunCollisionError(RuntimeError):
@@ -46,32 +56,82 @@ def _write_whole(path: Path, record: dict[str, Any]) -> None:
         temp.unlink(missing_ok=True)
 
 
+def next_version(version: str) -> str:
+    """The save version one millisecond after ``version`` (Kedro's format: ``2026-11-28T10.57.08.123Z``)."""
+    moment = datetime.strptime(version[:-1] + "000Z", VERSION_FORMAT).replace(tzinfo=timezone.utc)
+    stamp = (moment + timedelta(milliseconds=1)).strftime(VERSION_FORMAT)
+    return stamp[:-4] + stamp[-1:]
+
+
+def reserve(project_path: Path, version: str) -> str:
+    """Hold ``version``, or the first later millisecond that no other session holds, for this process's
+    run; returns the version held. A reservation that no run claims is given back by :func:`release`, or
+    when the process exits (a ``kedro viz`` or notebook session that never runs a pipeline)."""
+    folder = project_path / RUNS_FOLDER
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for _ in range(MAX_RESERVATION_TRIES):
+            path = folder / f"{version}.json"
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                version = next_version(version)
+                continue
+            with os.fdopen(descriptor, "w") as file:
+                json.dump(_record(version, reserved=True), file, indent=2)
+            atexit.register(release, project_path, version)
+            return version
+    except OSError:  # a read-only project folder: nothing can be reserved, nor run
+        pass
+    return version
+
+
 def claim(project_path: Path, version: str, pipelines: list[str] | None) -> Path:
-    """Record this run under ``version``; :class:`RunCollisionError` if another run holds it."""
+    """Record this run under ``version``, reserved by this process or free; :class:`RunCollisionError`
+    if another run holds it."""
     folder = project_path / RUNS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{version}.json"
+    record = {**_record(version), "pipelines": pipelines or ["__default__"]}
+    if _is_own_reservation(read(path)):
+        _write_whole(path, record)
+        return path
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        other = read(path)
+        raise RunCollisionError(
+            f"Another run holds this run's save version {version} ({describe(other) if other else path}). "
+            f"Kedro names versions after the time a run starts, so start this run again: it gets a new "
+            f"version. (The record is {path}.)"
+        ) from None
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(record, file, indent=2)
+    return path
+
+
+def _record(version: str, reserved: bool = False) -> dict[str, Any]:
     record = {
         "version": version,
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "user": _user(),
         "command": shlex.join(["kedro", *sys.argv[1:]]) if Path(sys.argv[0]).name == "kedro" else shlex.join(sys.argv),
-        "pipelines": pipelines or ["__default__"],
         "started": time.time(),
     }
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        other = read(path)
-        raise RunCollisionError(
-            f"Another run started in the same millisecond and holds the save version {version} "
-            f"({describe(other) if other else path}). Kedro names versions after the time a run starts, so "
-            f"start this run again: it gets a new version. (The record is {path}.)"
-        ) from None
-    with os.fdopen(descriptor, "w") as file:
-        json.dump(record, file, indent=2)
-    return path
+    return {**record, "reserved": True} if reserved else record
+
+
+def _is_own_reservation(record: dict[str, Any] | None) -> bool:
+    return bool(record and record.get("reserved") and record.get("pid") == os.getpid()
+                and record.get("host") == socket.gethostname())
+
+
+def release(project_path: Path, version: str) -> None:
+    """Give back this process's reservation of ``version`` if no run claimed it."""
+    path = project_path / RUNS_FOLDER / f"{version}.json"
+    if _is_own_reservation(read(path)):
+        path.unlink(missing_ok=True)
 
 
 def finish(path: Path, outcome: str) -> None:
@@ -98,7 +158,7 @@ def active_runs(project_path: Path, besides: Path | None = None) -> list[dict[st
         if path == besides:
             continue
         record = read(path)
-        if not record or "ended" in record:
+        if not record or "ended" in record or record.get("reserved"):
             continue
         if record.get("host") == socket.gethostname():
             if isinstance(record.get("pid"), int) and process_alive(record["pid"]):
