@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import sys
 import threading
@@ -42,10 +43,11 @@ class RunGuardHook:
         self._models_saved: set[str] = set()
         self._previous_handlers: dict[int, Any] = {}
         self._interrupted = False
+        self._signal = signal.SIGINT
         atexit.register(self._at_exit)
 
     def _interrupt(self, signum: int, frame: Any) -> None:
-        self._interrupted = True
+        self._interrupted, self._signal = True, signal.Signals(signum)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     def _install_signal_handlers(self) -> None:
@@ -141,7 +143,12 @@ class RunGuardHook:
 
     def _at_exit(self) -> None:
         """A run still open at exit was interrupted (Kedro calls no hook for a KeyboardInterrupt,
-        and its CLI prints only 'Aborted!'), or stopped by another hook before it started."""
+        and its CLI prints only 'Aborted!'), or stopped by another hook before it started.
+
+        An interrupted process ends right after the summary, with the shell's code for the signal
+        (130 for Ctrl-C, 143 for SIGTERM): TensorFlow stopped mid-step can corrupt its heap, and the
+        interpreter's teardown then aborted now and then (glibc's "free(): invalid next size") after
+        the summary, which is not the last line then. Everything the run keeps is written by now."""
         if self._record is None:
             return
         try:
@@ -151,3 +158,10 @@ class RunGuardHook:
         self._record = None
         if self._interrupted:
             print(self.interruption_summary(), file=sys.stderr, flush=True)
+            logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(128 + self._signal)
