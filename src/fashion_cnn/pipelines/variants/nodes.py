@@ -59,7 +59,7 @@ def train_model(
     import keras
     import pandas as pd
 
-    from fashion_cnn.model.callbacks import EpochTimer
+    from fashion_cnn.model.callbacks import EpochTimer, SignalsBetweenSteps
 
     images = model_inputs["train_images"]
     train_images, train_labels, validation = _split_validation(
@@ -75,16 +75,17 @@ def train_model(
     keras.utils.set_random_seed(settings["seed"])
     timer = EpochTimer()
     start = time.perf_counter()
-    fit = model.fit(
-        train_images,
-        train_labels,
-        batch_size=settings["batch_size"],
-        epochs=settings["epochs"],
-        verbose=settings["verbose"],
-        validation_data=validation,
-        callbacks=[timer, *make_callbacks(settings)],
-        shuffle=True,
-    )
+    with SignalsBetweenSteps() as signals:
+        fit = model.fit(
+            train_images,
+            train_labels,
+            batch_size=settings["batch_size"],
+            epochs=settings["epochs"],
+            verbose=settings["verbose"],
+            validation_data=validation,
+            callbacks=[timer, signals, *make_callbacks(settings)],
+            shuffle=True,
+        )
     history = pd.DataFrame(fit.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     history["seconds"] = timer.seconds
