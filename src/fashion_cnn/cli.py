@@ -4,10 +4,13 @@ Without ``--runner``, a run whose nodes train several variants (``compare``, ``e
 ``__default__``) uses :class:`fashion_cnn.runtime.sweep_runner.SweepRunner`; every other run,
 and any run given ``--runner``, is exactly Kedro's. Kedro loads this module for ``kedro run``
 (``cli`` group) and for ``python -m fashion_cnn`` (``run``).
+
+After the run, the process exits in about 0.15 s instead of 1.2-1.5 s: see :func:`run`.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -54,4 +57,10 @@ def run(**options: Any) -> Any:
         if reason:
             logger.info(reason)
         options["runner"] = runner
-    return kedro_run.callback(**options)
+    try:
+        return kedro_run.callback(**options)
+    finally:
+        # The run is over and the process exits next. Python's final garbage collections would
+        # traverse every object TensorFlow and Keras created (1.2-1.5 s here, as long for a bare
+        # Keras script); frozen objects are skipped. Every file is written and closed by now.
+        gc.freeze()
