@@ -85,7 +85,7 @@ def test_a_sweep_trains_side_by_side_with_the_results_of_one_at_a_time(project):
     output = side_by_side.communicate(timeout=600)[0]
     assert side_by_side.returncode == 0, output[-3000:]
     flat = " ".join(output.split())
-    assert "2 variants to train, 2 at a time (one worker process each, 1 TensorFlow thread(s) per worker)" in flat
+    assert "2 variants to train, 2 at a time (one worker process each). One at a time: --runner SequentialRunner" in flat
     assert "Training side by side: 2 worker processes, 1 TensorFlow thread(s) each." in flat
     # The workers start as quietly as the parent: no TensorFlow start-up lines, no plugin warnings.
     for noise in ("cudart_stub", "absl::InitializeLog", "DatasetStatsHook"):

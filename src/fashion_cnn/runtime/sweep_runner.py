@@ -72,8 +72,8 @@ def default_runner(node_names: Iterable[str]) -> tuple[str | None, str]:
         )
     workers = min(count, cores)
     return SWEEP_RUNNER, (
-        f"{count} variants to train, {workers} at a time (one worker process each, "
-        f"{worker_threads(cores, workers)} TensorFlow thread(s) per worker). One at a time: --runner SequentialRunner"
+        f"{count} variants to train, {workers} at a time (one worker process each). "
+        "One at a time: --runner SequentialRunner"
     )
 
 
