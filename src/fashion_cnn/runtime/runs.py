@@ -71,16 +71,10 @@ def reserve(project_path: Path, version: str) -> str:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for _ in range(MAX_RESERVATION_TRIES):
-            path = folder / f"{version}.json"
-            try:
-                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                version = next_version(version)
-                continue
-            with os.fdopen(descriptor, "w") as file:
-                json.dump(_record(version, reserved=True), file, indent=2)
-            atexit.register(release, project_path, version)
-            return version
+            if _create(folder / f"{version}.json", _record(version, reserved=True)):
+                atexit.register(release, project_path, version)
+                return version
+            version = next_version(version)
     except OSError:  # a read-only project folder: nothing can be reserved, nor run
         pass
     return version
@@ -96,18 +90,25 @@ def claim(project_path: Path, version: str, pipelines: list[str] | None) -> Path
     if _is_own_reservation(read(path)):
         _write_whole(path, record)
         return path
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
+    if not _create(path, record):
         other = read(path)
         raise RunCollisionError(
             f"Another run holds this run's save version {version} ({describe(other) if other else path}). "
             f"Kedro names versions after the time a run starts, so start this run again: it gets a new "
             f"version. (The record is {path}.)"
-        ) from None
+        )
+    return path
+
+
+def _create(path: Path, record: dict[str, Any]) -> bool:
+    """Write ``record`` to ``path`` unless a file is there (``O_EXCL``); False if one is."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
     with os.fdopen(descriptor, "w") as file:
         json.dump(record, file, indent=2)
-    return path
+    return True
 
 
 def _record(version: str, reserved: bool = False) -> dict[str, Any]:
