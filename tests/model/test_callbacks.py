@@ -11,6 +11,16 @@ import pytest
 from fashion_cnn.model.callbacks import SignalsBetweenSteps
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises_keyboard_interrupt():
+    """Python's own Ctrl-C handler, whatever this process inherited: a test run started in the
+    background by a script (CI runners, nohup, cron) inherits SIGINT ignored, and an ignored
+    signal is, rightly, left ignored by the callback."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def fit_with_signals(signals_at: dict[int, int]) -> list[int]:
     """Fit a tiny model one image per step, sending this process ``signals_at[step]`` signals as each
     step begins; return the steps that ended."""
