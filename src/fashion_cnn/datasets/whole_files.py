@@ -1,38 +1,35 @@
-"""Saves that leave a whole file under its final name, or nothing.
-
-A kedro-datasets file dataset writes straight to its final path, so a save cut short (Ctrl-C, a
-kill, a full disk) leaves a truncated file there, which a versioned dataset then calls its latest
-version. :class:`WholeFileMixin` makes such a dataset write to a temporary file beside the target,
-flush it to disk, and only then give it its final name (``os.replace``; for a versioned dataset
-``os.link``, which also refuses to overwrite another run's file of the same version). A failed or
-interrupted save removes its temporary file; one left by a killed process is removed by the next
-save into the same folder once that process is gone. Object stores (``s3://``, ...) make a
-single upload visible whole or not at all, so saves there go straight through.
-"""
+"""Saves that leave a whole file (or folder) under its final name, or nothing: written under a temporary
+name beside the target, flushed to disk, then renamed (``os.replace``; for a version ``os.link``, which
+refuses to overwrite another run's file), so a save cut short (Ctrl-C, a kill, a full disk) never leaves
+a truncated file that a versioned dataset would call its latest. A failed save removes its temporary
+file; a killed writer's goes with the next save into the folder once its process is gone. Object stores
+(``s3://``, ...) show an upload whole or not at all: saves there go straight through."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 import shutil
 import socket
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.io import DatasetError
 
 TEMP_PREFIX = ".tmp."
-# A temporary file of another machine (shared storage) is removed once it is this old.
-FOREIGN_TEMP_MAX_AGE = 24 * 3600.0
+FOREIGN_TEMP_MAX_AGE = 24 * 3600.0  # another machine's temporary file (shared storage): removed this old
 LOCAL_PROTOCOLS = ("file", "local")
+_HOST = socket.gethostname().replace(".", "-")
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def temp_path_for(final: Path, folder: Path) -> Path:
     """A unique name in ``folder`` that ends like ``final`` (writers check the extension)."""
-    host = socket.gethostname().replace(".", "-")
-    return folder / f"{TEMP_PREFIX}{host}.{os.getpid()}.{secrets.token_hex(4)}.{final.name}"
+    return folder / f"{TEMP_PREFIX}{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.{final.name}"
 
 
 def process_alive(pid: int) -> bool:
@@ -42,30 +39,22 @@ def process_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
-def _writer_is_gone(name: str, now: float, path: Path) -> bool:
-    try:
-        host, pid = name[len(TEMP_PREFIX):].split(".")[:2]
-        pid_number = int(pid)
-    except ValueError:
-        return False
-    if host != socket.gethostname().replace(".", "-"):
-        try:
-            return now - path.lstat().st_mtime > FOREIGN_TEMP_MAX_AGE
-        except FileNotFoundError:
-            return False
-    return not process_alive(pid_number)
-
-
 def sweep_stale_temps(folder: Path) -> list[Path]:
-    """Remove the temporary files in ``folder`` whose writer was killed; return them."""
+    """Remove the temporary files in ``folder`` whose writer is gone, and return them: on this host,
+    its process has ended; on another, which cannot be asked, after ``FOREIGN_TEMP_MAX_AGE``."""
     removed = []
-    now = time.time()
     for path in folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else ():
-        if _writer_is_gone(path.name, now, path):
+        try:
+            host, pid = path.name[len(TEMP_PREFIX):].split(".")[:2]
+            alive = process_alive(int(pid)) if host == _HOST else (
+                time.time() - path.lstat().st_mtime <= FOREIGN_TEMP_MAX_AGE)
+        except (ValueError, FileNotFoundError):  # not one of ours, or removed meanwhile
+            continue
+        if not alive:
             _remove(path)
             removed.append(path)
     return removed
@@ -74,123 +63,157 @@ def sweep_stale_temps(folder: Path) -> list[Path]:
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
-    else:
+    elif os.path.lexists(path):  # not unlink regardless: on a read-only disk it raises even for nothing
+        path.unlink(missing_ok=True)
+
+
+def _fsync(*paths: Path) -> None:
+    for path in paths:
+        descriptor = os.open(path, os.O_RDONLY)
         try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def commit(temp: Path, final: Path, exclusive: bool) -> None:
-    """Give the flushed ``temp`` the name ``final``; with ``exclusive``, never replace a file."""
-    _fsync(temp)
+    """Flush ``temp`` (a file, or a folder and all in it) and give it the name ``final`` (the caller
+    removes ``temp`` after); with ``exclusive``, never replace anything. A folder replaces an earlier
+    one by two renames: for an instant there is none under that name, never a partial one."""
+    _fsync(*(temp.rglob("*") if temp.is_dir() else ()), temp)
     final.parent.mkdir(parents=True, exist_ok=True)
-    if exclusive:
-        try:
-            os.link(temp, final)
-        except FileExistsError:
-            raise DatasetError(
-                f"{final} already exists: another run saved this version at the same time. "
-                "Nothing was overwritten; run again to get a new version."
-            ) from None
-        except OSError:  # a file system without hard links
-            if final.exists():
-                raise DatasetError(f"{final} already exists: another run saved this version.") from None
-            os.rename(temp, final)
-        else:
-            temp.unlink()
-    else:
-        os.replace(temp, final)
+    old = temp_path_for(final, final.parent)  # where an earlier folder waits while the new one moves in
     try:
+        if not exclusive:
+            if temp.is_dir() and final.exists():  # os.replace cannot replace a folder with files in it
+                os.rename(final, old)
+            os.replace(temp, final)
+        else:
+            try:
+                os.link(temp, final)  # fails where a file is, as O_EXCL does
+            except OSError as exc:
+                if isinstance(exc, FileExistsError) or final.exists():
+                    raise DatasetError(
+                        f"{final} already exists: another run saved this version at the same time. "
+                        "Nothing was overwritten; run again to get a new version.") from None
+                os.rename(temp, final)  # a file system without hard links
+    finally:
+        if os.path.lexists(old) and not os.path.lexists(final):
+            os.rename(old, final)  # the earlier folder goes back in place
+        _remove(old)
+    with contextlib.suppress(OSError):  # some file systems cannot sync a folder; the rename is done
         _fsync(final.parent)
-    except OSError:  # some file systems cannot sync a directory; the rename itself is done
-        pass
 
 
 def disk_full_error(final: Path) -> DatasetError:
-    free = shutil.disk_usage(final.parent if final.parent.exists() else Path.cwd()).free
-    return DatasetError(
-        f"No space left on the disk while saving {final} ({free / 1e6:.1f} MB free). Nothing was written "
-        "under that name: the previous version, if any, is intact. Free some space there and run again."
-    )
+    """The one message for a save that found its disk full, with the free space of that disk (not the cwd's)."""
+    free = shutil.disk_usage(existing_ancestor(final.parent)).free
+    return DatasetError(f"No space left on the disk while saving {final} ({free / 1e6:.1f} MB free). Nothing was "
+                        "written under that name: the previous version, if any, is intact. Free some space there "
+                        "and run again.")
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error it came from, is a full disk: Python's OSError(ENOSPC, EDQUOT), or the
+    ResourceExhaustedError of TensorFlow's C++ writers (out of memory is one too) with the C library's text."""
+    return exc is not None and (
+        isinstance(exc, OSError) and exc.errno in _FULL
+        or type(exc).__module__.startswith("tensorflow") and any(os.strerror(code) in str(exc) for code in _FULL)
+        or _disk_full(exc.__cause__ or exc.__context__))
+
+
+@contextlib.contextmanager
+def whole_save(final: Path, folder: Path, exclusive: bool = False) -> Iterator[Path]:
+    """A temporary path in ``folder`` to write ``final`` to, then ``commit``-ed; removed whatever happens.
+    A full disk, whichever layer finds it, ends in ``disk_full_error``."""
+    temp = temp_path_for(final, folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # in the try: it can be what finds the disk full
+        sweep_stale_temps(folder)
+        yield temp
+        commit(temp, final, exclusive)
+    except BaseException as exc:
+        if _disk_full(exc):
+            raise disk_full_error(final) from exc
+        raise
+    finally:
+        _remove(temp)
+
+
+def existing_ancestor(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest existing ancestor (where it would be created)."""
+    return next((each for each in (path, *path.parents) if each.exists()), path)
+
+
+def unwritable_folders(folders: Iterable[Path]) -> list[str]:
+    """One line per folder in which a run cannot save (read-only mount, no permission), naming the run's
+    folders it blocks (one still to be created counts as its nearest existing ancestor). Each is tried
+    for real, once, by creating a file: permission bits say nothing for root, nor on some network disks."""
+    wanted: dict[Path, set[str]] = {}
+    for folder in (Path(folder).absolute() for folder in folders):
+        wanted.setdefault(existing_ancestor(folder), set()).add(str(folder))
+    problems = []
+    for existing, those in wanted.items():
+        if (reason := _cannot_create_in(existing)) is not None:
+            below = sorted(those - {str(existing)})
+            more = f" and {len(below) - 3} more" if len(below) > 3 else ""
+            saves = f" (the run saves into {', '.join(below[:3])}{more})" if below else ""
+            problems.append(f"Cannot write to {existing}{saves}: {reason}. Nothing has been trained or written; "
+                            "run again once it is writable.")
+    return problems
+
+
+def _cannot_create_in(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (with what to do), or None if one can."""
+    probe = temp_path_for(Path("write-check"), folder)  # a name the next save's sweep would remove
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return "it is on a read-only file system (remount it read-write, or save elsewhere)"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"this user (uid {os.geteuid()}) may not create files there (give it write permission)"
+        return (exc.strerror or str(exc)).lower()
+    probe.unlink()
+    return None
 
 
 class WholeFileMixin:
-    """Mixin for a kedro-datasets file dataset (versioned or not): every save appears whole under
-    its final name or not at all, and a load that fails names the file or version folder at fault.
-
-    The dataset's own save runs unchanged, but its ``_get_save_path()`` answers with a temporary
-    path beside the target for the length of the save.
-    """
+    """Mixin for a kedro-datasets file dataset (versioned or not): its own save runs unchanged, but for its
+    length ``_get_save_path()`` answers with a temporary path beside the target, committed after. A load
+    that fails names the version folder at fault."""
 
     _temp_path: Path | None = None
-
-    def _is_local(self) -> bool:
-        return getattr(self, "_protocol", "file") in LOCAL_PROTOCOLS
+    _filepath: PurePosixPath
 
     def save(self, data: Any) -> None:
-        if not self._is_local():
+        if getattr(self, "_protocol", "file") not in LOCAL_PROTOCOLS:
             return super().save(data)  # type: ignore[misc]
         final = Path(str(super()._get_save_path()))  # type: ignore[misc]  # for a version: checks it is new
         versioned = bool(getattr(self, "_version", None))
-        folder = Path(str(self._filepath)) if versioned else final.parent  # type: ignore[attr-defined]
-        folder.mkdir(parents=True, exist_ok=True)
-        sweep_stale_temps(folder)
-        self._temp_path = temp_path_for(final, folder)
-        try:
-            self._write(data)
-            commit(self._temp_path, final, exclusive=versioned)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise disk_full_error(final) from exc
-            raise
-        finally:
-            temp, self._temp_path = self._temp_path, None
-            _remove(temp)
-        return None
-
-    def _write(self, data: Any) -> None:
-        """Write ``data`` to ``self._temp_path``: the dataset's own save, redirected, without
-        Kedro's version wrapper around it (the wrapper around this class's save does that job)."""
-        parent_save = super().save  # type: ignore[misc]
-        write = getattr(parent_save, "__wrapped__", None)
-        if write is None:
-            parent_save(data)
-        else:
-            write(self, data)
+        with whole_save(final, Path(str(self._filepath)) if versioned else final.parent, versioned) as temp:
+            self._temp_path = temp
+            try:  # the dataset's own save, without Kedro's version wrapper (the one around this save does that)
+                write = getattr(super().save, "__wrapped__", None)  # type: ignore[misc]
+                write(self, data) if write else super().save(data)  # type: ignore[misc]
+            finally:
+                self._temp_path = None
 
     def _get_save_path(self) -> PurePosixPath:
-        if self._temp_path is not None:
-            return PurePosixPath(self._temp_path.as_posix())
-        return super()._get_save_path()  # type: ignore[misc]
+        temp = self._temp_path
+        return super()._get_save_path() if temp is None else PurePosixPath(temp.as_posix())  # type: ignore[misc]
 
     def load(self) -> Any:
         try:
             return super().load()  # type: ignore[misc]
         except DatasetError as exc:
-            named = self._load_error(exc)
-            if named is exc:
+            try:  # None if unversioned: the message names the file already
+                version = self.resolve_load_version()  # type: ignore[attr-defined]
+            except DatasetError:  # no version at all: Kedro's own message says so
+                version = None
+            if version is None:
                 raise
-            raise named from exc
-
-    def _load_error(self, exc: DatasetError) -> DatasetError:
-        if not getattr(self, "_version", None):
-            return exc  # the message names the file already
-        try:
-            version = self.resolve_load_version()  # type: ignore[attr-defined]
-        except DatasetError:
-            return exc  # no version at all: Kedro's own message says so
-        folder = Path(str(self._filepath)) / str(version)  # type: ignore[attr-defined]
-        return DatasetError(
-            f"Cannot read version {version} of {self._filepath} (folder {folder}): {exc}\n"  # type: ignore[attr-defined]
-            f"Delete that folder to fall back to the previous version, or choose another one with "
-            f"`kedro run --load-versions <dataset>:<version>`."
-        )
+            raise DatasetError(
+                f"Cannot read version {version} of {self._filepath} (folder {Path(str(self._filepath), version)}): "
+                f"{exc}\nDelete that folder to fall back to the previous version, or choose another one with "
+                "`kedro run --load-versions <dataset>:<version>`.") from exc
