@@ -10,18 +10,20 @@ and the test-set evaluation, which any script that trains this model needs) and 
 pipeline / notebook (below 1 = faster). It measures this machine's matrix-multiply rate
 (TensorFlow, float32 and bfloat16) and prints each job's epoch time as a multiple of the time
 that rate bounds the model's training FLOPs to.
-For `kedro run` it also prints where the rest went (the project's RunTimingsHook log line).
+For `kedro run`, run through benchmarks/timed_run.py, it also prints where the rest went (the
+phases of that script's "Run timings" line).
 
 The notebook scripts read the data through keras.datasets from a private KERAS_HOME filled
 from the local copy, so nothing is downloaded. `kedro run` runs in a throwaway copy of the
 project with default parameters.
 
 Both should run as installed by the README's main command (`pip install -e .`). `--venv DIR`
-does exactly that: the notebook scripts and `kedro run` use the Python of DIR, a virtual
-environment made with that command (created on first use: about 2 minutes and 2.5 GB).
+does exactly that: the notebook scripts and `kedro run` (timed_run.py) use the Python of DIR, a
+virtual environment made with that command (created on first use: about 2 minutes and 2.5 GB).
 Without it they use this environment with the `tracking` and `airflow` extras' entry points
-hidden (benchmarks/kedro_without.py); packages of the other extras stay importable here
-(sqlalchemy, pandas-gbq), which made a small run's start-up and checks 1.8-2.6 s longer.
+hidden (benchmarks/kedro_without.py, through KEDRO_WITHOUT); packages of the other extras stay
+importable here (sqlalchemy, pandas-gbq), which made a small run's start-up and checks 1.8-2.6 s
+longer.
 `--tracking` also times `kedro run` with kedro-mlflow active, in this environment.
 """
 
@@ -46,26 +48,30 @@ DATA_FOLDERS = (PROJECT / "data/01_raw/fashion-mnist", Path("/usr/share/datasets
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
          "t10k-labels-idx1-ubyte.gz")
 EXTRAS = ("kedro-mlflow", "kedro-airflow")
-TIMINGS = re.compile(r"Run timings: wall ([\d.]+) s = (.*?); overhead ([\d.]+) s")
 
 
 def benchmark_env(**extra: str) -> dict[str, str]:
     """This environment for the timed jobs: no telemetry, a console wide enough that Rich does not
-    wrap the timings line, and no TensorFlow variables of the user's (the parameters decide)."""
+    wrap log lines, and no TensorFlow variables of the user's (the parameters decide)."""
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "COLUMNS": "1000", **extra}
     for variable in ("TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         env.pop(variable, None)
     return env
 
 
-def kedro_command(tracking: bool = False, venv: Path | None = None) -> list[str]:
-    """`kedro` as the README's main command installs it (from ``venv``, else this environment with
-    the extras hidden), or with kedro-mlflow active if ``tracking``."""
-    if tracking:
-        return ["kedro"]
-    if venv:
-        return [str(venv / "bin/kedro")]
+def kedro_command() -> list[str]:
+    """`kedro` as the README's main command installs it, in this environment: the extras hidden
+    (for ablation.py and sweep.py, which need no timing line)."""
     return [sys.executable, str(HERE / "kedro_without.py"), *EXTRAS, "--"]
+
+
+def timed_run(tracking: bool = False, venv: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """`kedro run` through timed_run.py (which prints the run's timing line), and the environment
+    variables it needs: with the Python of ``venv``, else of this environment, the extras' plugins
+    hidden unless ``tracking``."""
+    python = str(venv / "bin/python") if venv else sys.executable
+    hidden = {} if tracking or venv else {"KEDRO_WITHOUT": ",".join(EXTRAS)}
+    return [python, str(HERE / "timed_run.py")], hidden
 
 
 def readme_venv(venv: Path) -> Path:
@@ -113,30 +119,27 @@ def notebook(model: str, workdir: Path, env: dict[str, str], python: str = sys.e
 
 
 def run_timings(log: Path) -> dict[str, float]:
-    """The phases of RunTimingsHook's line: {"start-up": 2.1, ..., "fit": 80.3, "overhead": 7.0}."""
-    text = re.sub(r"\s+", " ", log.read_text())
-    match = TIMINGS.search(text)
-    if match is None:
+    """The figures of timed_run.py's line: {"wall": 97.8, "start-up": 2.1, ..., "fit": 80.3, "overhead": 7.0}."""
+    from timed_run import parse_line  # here: importing Kedro at the top would log amid --help
+
+    phases = parse_line(log.read_text())
+    if phases is None:
         sys.exit(f"no 'Run timings' line in {log}")
-    phases = {"wall (hook)": float(match[1]), "overhead": float(match[3])}
-    for part in match[2].split(" + "):
-        name, seconds = re.match(r"(.+?) ([\d.]+) s", part).groups()
-        phases[name] = float(seconds)
-        if fit := re.search(r"\(fit ([\d.]+) s\)", part):
-            phases["fit"] = float(fit[1])
     return phases
 
 
 def pipeline(model: str, project: Path, env: dict[str, str], kedro_env: str | None = None,
              tracking: bool = False, venv: Path | None = None, precision: str | None = None) -> dict:
-    command = [*kedro_command(tracking, venv), "run", "--pipelines", model] + (["--env", kedro_env] if kedro_env else [])
+    command, hidden = timed_run(tracking, venv)
+    command += ["--pipelines", model] + (["--env", kedro_env] if kedro_env else [])
     command += ["--params", f"runtime.precision={precision}"] if precision else []
     log = project / f"kedro_{model}_{kedro_env or 'base'}{'_tracking' if tracking else ''}_{precision or 'default'}.log"
-    wall, rss = run(command, project, env, log)
+    wall, rss = run(command, project, {**env, **hidden}, log)
     metrics = latest_metrics(project, model)
     phases = run_timings(log)
-    # The hook's clock stops at the end of the run; the process still shuts down after it.
-    phases["shutdown"] = wall - phases["wall (hook)"]
+    # The line's clock runs from the script's first line to the end of the run: Python's start
+    # before it and the process's exit after it are the rest of this wall time.
+    phases["start and exit"] = wall - phases["wall"]
     overhead = wall - phases["TensorFlow import"] - phases["fit"] - phases["evaluation"]
     # Per epoch as for the notebook: Keras's whole fit call (input set-up and tear-down included)
     # over the epochs; the metrics' seconds_per_epoch count the epochs alone.
@@ -216,11 +219,11 @@ def training_flops_per_epoch(model_name: str, images: int = 60_000) -> float:
     import warnings
 
     from fashion_cnn.model.architecture import build_model, forward_flops
-    from fashion_cnn.runtime import quiet
+    from fashion_cnn.model.quiet_import import import_tensorflow
     from fashion_cnn.variants import load_parameters
 
-    quiet.install()  # TensorFlow's start-up lines (as in every Kedro command) would land amid the figures
-    warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")  # as settings.py does
+    import_tensorflow()  # without TensorFlow's start-up lines, which would land amid the figures
+    warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")  # as cli.py does
 
     parameters = load_parameters()
     model = build_model(model_name, parameters[model_name]["architecture"], parameters["data"]["input_shape"],
@@ -241,7 +244,7 @@ def summary(label: str, runs: list[dict], reference: list[dict] | None) -> str:
                  f"per epoch {median(runs, 'per_epoch') / median(reference, 'per_epoch'):.2f}; overhead "
                  f"{median(runs, 'overhead') - median(reference, 'overhead'):+.1f} s")
     if runs[0].get("phases"):
-        names = [name for name in runs[0]["phases"] if name not in ("wall (hook)", "overhead")]
+        names = [name for name in runs[0]["phases"] if name not in ("wall", "overhead")]
         phases = ", ".join(f"{name} {statistics.median(r['phases'][name] for r in runs):.1f}" for name in names)
         text += f"\n{'':<44} where the time went (s, medians): {phases}"
     return text
