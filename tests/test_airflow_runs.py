@@ -250,7 +250,7 @@ def test_on_airflow_every_task_is_an_mlflow_run_tagged_with_its_task(dags_test_r
         assert variant_run.data.tags["airflow_task_id"] == run.task_of[variant]
 
     (chart_task,) = [task for task, spec in run.tasks.items() if "plot_comparison" in spec.get("node_names", [])]
-    assert artifact_paths(client, task_run_ids[chart_task]) == {"figures/comparison_chart.png"}
+    assert artifact_paths(client, task_run_ids[chart_task]) == {"figures/comparison.png"}
 
 
 def test_a_variant_tasks_mlflow_run_is_laid_out_as_under_kedro_run(dags_test_run, tmp_path, monkeypatch):

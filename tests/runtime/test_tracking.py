@@ -1,5 +1,6 @@
 """Experiment tracking (the `tracking` extra, kedro-mlflow): one MLflow run per variant, read back
-through the MLflow client; and without the extra, the project runs exactly as before."""
+through the MLflow client, its files logged by conf/base/tracking_catalog.yml; and without the
+extra, the project runs exactly as before."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from support import QUICK, copy_project, nest, run_session
+from support import PROJECT_ROOT, QUICK, copy_project, nest, run_session
 from kedro.framework.project import pipelines
 
 from fashion_cnn.variants import load_variants
@@ -97,6 +98,26 @@ def test_a_two_variant_run_gives_one_mlflow_run_per_variant(project):
         # Artifacts: the model summary as written to the catalog, and every figure of the variant.
         summary = client.download_artifacts(run.info.run_id, "model_summary.txt", str(project / "downloads" / name))
         assert Path(summary).read_text() == (project / f"data/08_reporting/{name}/model_summary.txt").read_text()
+        # The files without versions are kedro-mlflow's MlflowArtifactDataset, which logged each file
+        # as it saved it; the versioned ones (metrics.json, figures) the hook logged once saved. Each
+        # artifact is the very file of this run.
+        unversioned = {"training_settings": "data/05_model_input/{}/training_settings.json",
+                       "model_summary": "data/08_reporting/{}/model_summary.txt",
+                       "training_history": "data/07_model_output/{}/training_history.csv",
+                       "per_class_accuracy": "data/08_reporting/{}/per_class_accuracy.csv"}
+        for dataset, path in unversioned.items():
+            assert type(catalog[f"{name}.{dataset}"]).__name__.startswith("Mlflow"), dataset  # kedro-mlflow's wrapper
+            logged = client.download_artifacts(run.info.run_id, Path(path).name, str(project / "downloads" / name))
+            assert Path(logged).read_bytes() == (project / path.format(name)).read_bytes(), dataset
+        (metrics_file,) = project.glob(f"data/08_reporting/{name}/metrics.json/*/metrics.json")
+        (model_file,) = project.glob(f"data/06_models/{name}/model.keras/*/model.keras")
+        assert metrics_file.parent.name == model_file.parent.name, "one save version for the run's files"
+        logged = client.download_artifacts(run.info.run_id, "metrics.json", str(project / "downloads" / name))
+        assert Path(logged).read_bytes() == metrics_file.read_bytes()
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"variant.json", "metrics.json", "figures"}
+        # The trained model, as an MLflow model of the variant's run (read back in tests/test_predict.py).
+        models = client.search_logged_models([run.info.experiment_id], f"source_run_id = '{run.info.run_id}'")
+        assert [model.name for model in models] == ["model"]
         figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
         outputs = {output for node in pipelines[name].nodes if node.namespace == name for output in node.outputs}
         expected = {
@@ -109,6 +130,7 @@ def test_a_two_variant_run_gives_one_mlflow_run_per_variant(project):
         grid = client.download_artifacts(run.info.run_id, "figures/confusion_matrix.png", str(project / "downloads" / name))
         saved = sorted((project / f"data/08_reporting/{name}/confusion_matrix.png").glob("*/confusion_matrix.png"))[-1]
         assert Path(grid).read_bytes() == saved.read_bytes()
+    assert client.list_artifacts(parents[0].info.run_id) == [], "the variants' files are in their own runs"
 
 
 def test_without_the_extra_the_project_runs_as_before(project):
@@ -166,30 +188,52 @@ def test_without_the_extra_the_project_runs_as_before(project):
 def test_sessions_of_two_projects_in_one_process_keep_apart(tmp_path, monkeypatch):
     """Two projects in one process (a notebook, the tests): each session's MLflow store is the
     SQLite file of its own project, whatever the working directory; and a session with tracking
-    disabled after a tracked one opens no run, nor resumes the previous one."""
+    disabled after a tracked one opens no run, nor resumes the previous one, though the tracking
+    catalog's files are saved as usual."""
     require_tracking_extra()
     import mlflow
 
     monkeypatch.chdir(tmp_path)
     first, second = copy_project(tmp_path / "first"), copy_project(tmp_path / "second")
+    name = next(iter(load_variants()))
     mlflow_yml = second / "conf/base/mlflow.yml"
     config = yaml.safe_load(mlflow_yml.read_text())
-    config["tracking"]["disable_tracking"]["pipelines"] = ["data_processing"]
+    config["tracking"]["disable_tracking"]["pipelines"] = [name]
     mlflow_yml.write_text(yaml.safe_dump(config))
 
-    for path in (first, second):
-        run_session(path, ["data_processing"], QUICK)
+    for path, pipeline, params in ((first, "data_processing", QUICK), (second, name, quick_params([name]))):
+        run_session(path, [pipeline], params)
         assert mlflow.get_tracking_uri() == f"sqlite:///{path.resolve().as_posix()}/mlflow.db"
         assert mlflow.active_run() is None
     assert not (tmp_path / "mlflow.db").exists()
     _, first_runs = mlflow_runs(first)
     _, second_runs = mlflow_runs(second)
     assert [run.info.status for run in first_runs] == ["FINISHED"] and second_runs == []
+    assert (second / f"data/07_model_output/{name}/training_history.csv").is_file()
+    assert list(second.glob(f"data/08_reporting/{name}/metrics.json/*/metrics.json"))
+
+
+def test_the_tracking_catalog_holds_the_catalogs_own_datasets():
+    """conf/base/tracking_catalog.yml changes no file of catalog.yml: each entry is the same dataset,
+    wrapped in kedro-mlflow's MlflowArtifactDataset (files without versions) or marked for the hook."""
+    conf = PROJECT_ROOT / "conf/base"
+    base = yaml.safe_load((conf / "catalog.yml").read_text())
+    tracked = yaml.safe_load((conf / "tracking_catalog.yml").read_text())
+    assert {"{variant}.metrics", "{variant}.confusion_matrix", "comparison_chart"} < set(tracked)
+    for name, entry in tracked.items():
+        if entry["type"] == "kedro_mlflow.io.artifacts.MlflowArtifactDataset":
+            dataset = {**entry["dataset"], "metadata": entry["metadata"]}
+            assert not dataset.get("versioned"), f"{name}: kedro-mlflow cannot keep the run's save version"
+        else:
+            dataset = {**entry, "metadata": {key: value for key, value in entry["metadata"].items() if key != "mlflow"}}
+            assert dataset["versioned"] and "mlflow" in entry["metadata"], name
+        assert dataset == base[name], name
 
 
 def test_with_tracking_a_sweep_stays_in_one_process_and_says_so(project):
     """`kedro run` picks SweepRunner for several variants, except with kedro-mlflow active: every
-    variant keeps its own MLflow run, and the log says why and how to go side by side."""
+    variant keeps its own MLflow run, and the log says why; SweepRunner asked for by name stays in one
+    process too (kedro-mlflow's hooks run in every worker, without the parent's MLflow run)."""
     require_tracking_extra()
     names = list(load_variants())[:2]
     params = ",".join(f"{key}={value}" for key, value in quick_params(names).items())
@@ -200,8 +244,7 @@ def test_with_tracking_a_sweep_stays_in_one_process_and_says_so(project):
     assert done.returncode == 0, output[-3000:]
     # Rich wraps the line and puts the logger's file name in between: its parts, then.
     assert ("2 variants to train one after the other, because MLflow tracking (kedro-mlflow) is installed and every "
-            "variant keeps its own MLflow run only in one process. Side by side, without per-variant runs:") in output
-    assert "fashion_cnn.runtime.sweep_runner.SweepRunner" in output
+            "variant keeps its own MLflow run only in one process. Side by side: without the `tracking` extra") in output
     assert "Training side by side" not in output
     _, runs = mlflow_runs(project)
     assert sorted(run.data.tags["variant"] for run in runs if "variant" in run.data.tags) == sorted(names)

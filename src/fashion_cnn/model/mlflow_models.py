@@ -1,23 +1,22 @@
-"""Models in MLflow, with the ``tracking`` extra (kedro-mlflow).
+"""Models in MLflow, with the ``tracking`` extra (kedro-mlflow); without it nothing here imports MLflow.
 
-* Every variant's trained model is logged to the variant's MLflow run as an MLflow model of the
-  Keras flavour (:func:`log_trained_model`, called by :class:`fashion_cnn.runtime.tracking.MlflowVariantRunsHook`),
-  so that the tracking server keeps each model beside its metrics: ``mlflow.keras.load_model``
-  or ``mlflow.pyfunc.load_model`` on ``runs:/<variant run id>/model``.
-* The prediction path itself, image preparation and model, is logged as one MLflow model by
-  kedro-mlflow ("serve pipelines, not models"): :func:`with_serving_model` makes the ``predict``
-  pipeline a ``PipelineML`` whose inference part turns a request (a table of base64-encoded
-  image files) into the same table as ``predictions.csv``. After each tracked ``predict`` run,
-  kedro-mlflow logs that inference pipeline with the model it used as ``image_classifier``, which
-  ``mlflow models serve`` answers raw images with.
-
-Without kedro-mlflow nothing here imports MLflow, and the ``predict`` pipeline is a plain one.
+* :func:`log_trained_model` (called by :class:`fashion_cnn.runtime.tracking.MlflowVariantRunsHook`) logs
+  every variant's trained model to the variant's run, beside its metrics, as a Keras-flavour MLflow model
+  (``runs:/<variant run id>/model``). By the hook, not by a kedro-mlflow dataset: ``MlflowModelTrackingDataset``
+  would log the model instead of saving the local versioned ``.keras`` file that ``predict`` and ``export``
+  read, and ``MlflowModelLocalFileSystemDataset`` saves an MLflow model folder in its place.
+* :func:`with_serving_model` makes the ``predict`` pipeline a kedro-mlflow ``PipelineML`` ("serve pipelines,
+  not models"): after each tracked run, its inference part (a table of base64-encoded image files in, the
+  table of ``predictions.csv`` out) is logged with the model it used as ``image_classifier``, which
+  ``mlflow models serve`` answers raw images with. Without kedro-mlflow it is a plain pipeline.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import importlib.metadata
-import importlib.util
+import io
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +30,18 @@ SERVING_DISTRIBUTIONS = ("tensorflow", "keras", "kedro", "kedro-datasets", "kedr
                          "numpy", "pandas", "fsspec")
 
 
-def kedro_mlflow_installed() -> bool:
-    """Whether the ``tracking`` extra (kedro-mlflow) is importable, without importing it."""
-    try:
-        return importlib.util.find_spec("kedro_mlflow") is not None
-    except (ImportError, ValueError):  # ValueError: a module entry of None in sys.modules
-        return False
-
-
 def pip_requirements(distributions: tuple[str, ...]) -> list[str]:
     """``name==version`` of each installed distribution. Given to MLflow so that it does not infer
     them by loading the model in a subprocess (seconds of TensorFlow start-up per logged model)."""
     pinned = []
     for name in distributions:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             pinned.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
     return pinned
 
 
-def log_trained_model(run_id: str, variant: str, model: Any) -> None:
-    """Log ``model`` (Keras) to the MLflow run ``run_id`` as an MLflow model named ``model``."""
-    import mlflow
+def log_trained_model(variant: str, model: Any) -> None:
+    """Log ``model`` (Keras) to the active MLflow run, the variant's, as an MLflow model named ``model``."""
     import mlflow.keras
     import numpy as np
     from mlflow.models import ModelSignature
@@ -63,32 +51,13 @@ def log_trained_model(run_id: str, variant: str, model: Any) -> None:
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.input_shape[1:]), "images")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.output_shape[1:]), "probabilities")]),
     )
-    active = mlflow.active_run()
-    nested = active is None or active.info.run_id != run_id
-    if nested:
-        mlflow.start_run(run_id=run_id, nested=active is not None)
-    try:
-        mlflow.keras.log_model(model, name=TRAINED_MODEL_NAME, signature=signature,
-                               pip_requirements=pip_requirements(("tensorflow", "keras")), tags={"variant": variant})
-    finally:
-        if nested:
-            mlflow.end_run()
-
-
-def serving_signature() -> Any:
-    """A request is a table: ``image`` (an image file, base64-encoded) and, optionally, ``file``."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    return ModelSignature(inputs=Schema([ColSpec("string", "image"), ColSpec("string", "file", required=False)]))
+    mlflow.keras.log_model(model, name=TRAINED_MODEL_NAME, signature=signature,
+                           pip_requirements=pip_requirements(("tensorflow", "keras")), tags={"variant": variant})
 
 
 def serving_input_example() -> Any:
     """A request of one drawn picture (a pair of trousers, dark on white, 60x90 pixels): MLflow keeps
     it with the model as ``serving_input_example.json``, a body ready to post to ``/invocations``."""
-    import base64
-    import io
-
     import pandas as pd
     from PIL import Image, ImageDraw
 
@@ -106,9 +75,14 @@ def with_serving_model(training: Pipeline, inference: Pipeline) -> Pipeline:
     """``training`` as kedro-mlflow's ``PipelineML``: after each tracked run of it, ``inference``
     and its inputs from that run (the model file, the parameters) are logged as one MLflow model;
     ``training`` itself when kedro-mlflow is not installed."""
-    if not kedro_mlflow_installed():
+    try:
+        from kedro_mlflow.pipeline import pipeline_ml_factory
+    except ModuleNotFoundError as missing:
+        if (missing.name or "").partition(".")[0] != "kedro_mlflow":  # a dependency of it: say so
+            raise
         return training
-    from kedro_mlflow.pipeline import pipeline_ml_factory
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
 
     import fashion_cnn
 
@@ -119,7 +93,9 @@ def with_serving_model(training: Pipeline, inference: Pipeline) -> Pipeline:
         kpm_kwargs={"copy_mode": "assign"},  # the model and arrays are passed on, never changed
         log_model_kwargs={
             "name": SERVING_MODEL_NAME,
-            "signature": serving_signature(),
+            # A request is a table: `image` (an image file, base64-encoded) and, optionally, `file`.
+            "signature": ModelSignature(inputs=Schema([ColSpec("string", "image"),
+                                                       ColSpec("string", "file", required=False)])),
             "input_example": serving_input_example(),
             "pip_requirements": pip_requirements(SERVING_DISTRIBUTIONS),
             # The served pipeline's nodes and datasets are this package's: ship its code with the
