@@ -1,8 +1,5 @@
-"""kedro-datasets' file datasets, with saves that appear whole or not at all.
-
-Those that later nodes read (JSON, CSV, text) also hand what they saved to the same run's later
-loads, so a node never reads a file that another run has saved meanwhile.
-"""
+"""kedro-datasets' file datasets, with saves that appear whole or not at all; those that later nodes
+read also hand what they saved to the same run's later loads (``fsspec_file.KeepSavedMixin``)."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ from kedro_datasets.matplotlib import MatplotlibDataset as _MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
 from kedro_datasets.text import TextDataset as _TextDataset
 
-from fashion_cnn.datasets.keep_saved import KeepSavedMixin
+from fashion_cnn.datasets.fsspec_file import KeepSavedMixin
 from fashion_cnn.datasets.whole_files import WholeFileMixin
 
 

@@ -1,42 +1,35 @@
-"""The common part of the project's own file datasets: a path on any fsspec file system, versioned
-or not, as kedro-datasets' datasets set it up."""
+"""What the project's own file datasets share: a path on any fsspec file system, versioned or not,
+set up as kedro-datasets' datasets set theirs up; and handing a just-saved object to the same
+process's later loads instead of reading the file back."""
 
 from __future__ import annotations
 
-from copy import deepcopy
+import copy
 from pathlib import PurePosixPath
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import fsspec
-from kedro.io.core import AbstractVersionedDataset, DatasetError, Version, get_filepath_str, get_protocol_and_path
+import numpy as np
+from kedro.io.core import AbstractVersionedDataset, Version, get_filepath_str, get_protocol_and_path
+
+from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays, read_only_view
 
 _DI = TypeVar("_DI")
 _DO = TypeVar("_DO")
 
 
-class FsspecFileDataset(AbstractVersionedDataset[_DI, _DO], Generic[_DI, _DO]):
+class FsspecFileDataset(AbstractVersionedDataset[_DI, _DO]):
     """A file at ``filepath`` (local, ``s3://``, ``gs://``, ...); subclasses read and write it
     through ``self._fs`` at ``self._load_path()`` / ``self._save_path()``."""
 
-    def __init__(
-        self,
-        *,
-        filepath: str,
-        version: Version | None = None,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        protocol, path = get_protocol_and_path(filepath, version)
-        fs_args = deepcopy(fs_args) or {}
-        if protocol == "file":
-            fs_args.setdefault("auto_mkdir", True)
-        self._protocol = protocol
-        self._fs = fsspec.filesystem(protocol, **(deepcopy(credentials) or {}), **fs_args)
+    def __init__(self, *, filepath: str, version: Version | None = None, credentials: dict[str, Any] | None = None,
+                 fs_args: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> None:
+        self._protocol, path = get_protocol_and_path(filepath, version)
+        defaults = {"auto_mkdir": True} if self._protocol == "file" else {}
+        self._fs = fsspec.filesystem(self._protocol, **(credentials or {}), **{**defaults, **(fs_args or {})})
         self.metadata = metadata
-        super().__init__(
-            filepath=PurePosixPath(path), version=version, exists_function=self._fs.exists, glob_function=self._fs.glob
-        )
+        super().__init__(filepath=PurePosixPath(path), version=version, exists_function=self._fs.exists,
+                         glob_function=self._fs.glob)
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
@@ -51,8 +44,35 @@ class FsspecFileDataset(AbstractVersionedDataset[_DI, _DO], Generic[_DI, _DO]):
         self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
 
     def _exists(self) -> bool:
-        try:
-            path = self._load_path()
-        except DatasetError:
-            return False
-        return self._fs.exists(path)
+        return self._fs.exists(self._load_path())  # no version yet: exists() answers False
+
+
+class KeepSavedMixin:
+    """Mixin for a file dataset (versioned or not): a load of the version this object has just saved
+    gets the saved object, so a node reads what this run wrote, never another run's file saved
+    meanwhile (the file is still written, for other processes). A load gets a copy (arrays: a read-only
+    view), so a node cannot change what the next loads; Kedro's release drops the object."""
+
+    _kept: tuple[Any, Any] | None = None
+
+    def save(self, data: Any) -> None:
+        super().save(data)  # type: ignore[misc]
+        kept = read_only_view(data) if isinstance(data, np.ndarray) else data
+        self._kept = (self.resolve_save_version(), kept)  # type: ignore[attr-defined]
+
+    def load(self) -> Any:
+        if self._kept is not None and self._kept[0] == self.resolve_load_version():  # type: ignore[attr-defined]
+            return self._handover(self._kept[1])
+        return super().load()  # type: ignore[misc]
+
+    def _handover(self, data: Any) -> Any:
+        """What a later load gets of the saved ``data``."""
+        return data if isinstance(data, np.ndarray | ReadOnlyArrays) else copy.deepcopy(data)  # arrays: read-only
+
+    def _release(self) -> None:
+        super()._release()  # type: ignore[misc]
+        self._kept = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled to ParallelRunner's workers: the object stays here, they read the file.
+        return {**self.__dict__, "_kept": None}

@@ -1,15 +1,9 @@
-"""Ordinary image files (PNG, JPEG, ...) as the ``predict`` pipeline reads them.
-
-:class:`ImageFileDataset` is kedro-datasets' ``pillow.ImageDataset`` that refuses, with the reason,
-a file it should not decode: empty, not an image, damaged, or enormous (checked from the file size
-and the image header, before the pixels are decoded). :class:`ImageFilesDataset` is kedro-datasets'
-``partitions.PartitionedDataset`` over a folder, a glob pattern (``photos/**/*.jpg``) or one file;
-its partitions load lazily, so a node can prepare one image after another and list the files it
-had to skip.
-"""
+"""Ordinary image files (PNG, JPEG, ...) as the ``predict`` pipeline reads them: one at a time,
+lazily, so that a node can prepare one image after another and list the files it had to skip."""
 
 from __future__ import annotations
 
+import glob
 import posixpath
 import warnings
 from typing import IO, Any
@@ -26,7 +20,6 @@ from fashion_cnn.datasets.whole_files import WholeFileMixin
 # Above any phone or consumer camera (about 50 megapixels), below what decodes in a few seconds.
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_MAX_BYTES = 50_000_000
-GLOB_CHARACTERS = "*?["
 
 
 class UnusableImageError(DatasetError):
@@ -39,11 +32,8 @@ class UnusableImageError(DatasetError):
 
 def open_image(file: IO[bytes], source: str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
-    """Decode the image in ``file`` (``size`` bytes), or raise :class:`UnusableImageError`.
-
-    The byte and pixel limits are checked before decoding: Pillow reads the width and height
-    from the header, so an enormous image is refused without allocating its pixels.
-    """
+    """Decode the image in ``file`` (``size`` bytes), or raise :class:`UnusableImageError`. The limits are
+    checked first, from the size and the header, so an enormous image is refused without allocating it."""
     if size == 0:
         raise UnusableImageError(source, "empty file (0 bytes)")
     if size > max_bytes:
@@ -61,9 +51,8 @@ def open_image(file: IO[bytes], source: str, size: int, max_pixels: int = DEFAUL
             raise UnusableImageError(source, f"unreadable image header ({exc})") from None
         width, height = image.size
         if width * height > max_pixels:
-            raise UnusableImageError(
-                source, f"image too large ({width}x{height} = {width * height / 1e6:.0f} megapixels; the limit is "
-                        f"{max_pixels / 1e6:g})")
+            raise UnusableImageError(source, f"image too large ({width}x{height} = {width * height / 1e6:.0f} "
+                                             f"megapixels; the limit is {max_pixels / 1e6:g})")
         if not width or not height:
             raise UnusableImageError(source, f"image has no pixels ({width}x{height})")
         try:
@@ -74,17 +63,8 @@ def open_image(file: IO[bytes], source: str, size: int, max_pixels: int = DEFAUL
 
 
 class ImageFileDataset(WholeFileMixin, ImageDataset):
-    """``pillow.ImageDataset`` whose load raises :class:`UnusableImageError` for a file it should
-    not decode (see :func:`open_image`), and whose saves are whole or nothing.
-
-    Example (as a partition of :class:`ImageFilesDataset`, or on its own)::
-
-        photo:
-          type: fashion_cnn.datasets.image_files.ImageFileDataset
-          filepath: data/01_raw/photo.jpg
-          max_pixels: 100000000
-          max_bytes: 50000000
-    """
+    """``pillow.ImageDataset`` that refuses, with the reason, a file it should not decode
+    (:func:`open_image`: empty, not an image, damaged or enormous); saves are whole or nothing."""
 
     def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
                  **kwargs: Any) -> None:
@@ -97,9 +77,8 @@ class ImageFileDataset(WholeFileMixin, ImageDataset):
     def load(self) -> Image.Image:
         path = get_filepath_str(self._get_load_path(), self._protocol)
         try:
-            size = self._fs.size(path)
             with self._fs.open(path, **self._fs_open_args_load) as file:
-                return open_image(file, path, size, self._max_pixels, self._max_bytes)
+                return open_image(file, path, self._fs.size(path), self._max_pixels, self._max_bytes)
         except IsADirectoryError:
             raise UnusableImageError(path, "a folder, not a file") from None
         except FileNotFoundError:
@@ -108,76 +87,41 @@ class ImageFileDataset(WholeFileMixin, ImageDataset):
             raise UnusableImageError(path, f"not readable ({exc.strerror})") from None
 
 
-def split_glob(path: str) -> tuple[str, str]:
-    """``photos/**/*.jpg`` -> (``photos``, ``**/*.jpg``); a path without wildcards -> (path, "")."""
-    parts = path.split("/")
-    for index, part in enumerate(parts):
-        if any(character in part for character in GLOB_CHARACTERS):
-            return "/".join(parts[:index]) or ".", "/".join(parts[index:])
-    return path, ""
-
-
 class ImageFilesDataset(PartitionedDataset):
-    """``partitions.PartitionedDataset`` of images: every file under a folder, the files a glob
-    pattern matches, or a single file. Hidden files and folders (``.DS_Store``, ``.thumbnails/``)
-    are left out. Each partition is an :class:`ImageFileDataset` (unless ``dataset`` says
-    otherwise), keyed by its path relative to the folder (or to the part of the pattern before
-    its first wildcard).
-
-    Example catalog entry (the path from ``kedro run --params predict.images=...``)::
-
-        predict_images:
-          type: fashion_cnn.datasets.image_files.ImageFilesDataset
-          path: ${runtime_params:predict.images, data/01_raw/images_to_classify}
-    """
+    """``partitions.PartitionedDataset`` of :class:`ImageFileDataset`: the files under a folder, those
+    a glob pattern (``photos/**/*.jpg``) matches, or one file, except hidden ones (``.DS_Store``,
+    ``.thumbnails/``); keyed by their path below the folder (or the pattern's part before a wildcard)."""
 
     def __init__(self, *, path: str, dataset: Any = None, credentials: dict[str, Any] | None = None,
                  fs_args: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._requested = str(path)
-        root, pattern = split_glob(self._requested)
-        if not pattern and _is_file(root, credentials, fs_args):
+        self.requested_path = str(path)  # as configured, for messages
+        parts = self.requested_path.split("/")
+        wild = next((index for index, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
+        root, self._pattern = "/".join(parts[:wild]) or ".", "/".join(parts[wild:])
+        filesystem, stripped = fsspec.core.url_to_fs(root, **(credentials or {}), **(fs_args or {}))
+        if not self._pattern and filesystem.isfile(stripped):
             root, name = posixpath.split(root)
-            pattern = glob_escape(name)
+            self._pattern = glob.escape(name)
         super().__init__(path=root or ".", dataset=dataset or {"type": ImageFileDataset}, credentials=credentials,
                          fs_args=fs_args, **kwargs)
-        self._pattern = pattern
-
-    @property
-    def requested_path(self) -> str:
-        """The path or pattern as configured."""
-        return self._requested
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "pattern": self._pattern}
 
     def _list_partitions(self) -> list[str]:
-        if self._cached_partitions is not None:
-            return self._cached_partitions
-        filesystem = self._filesystem
-        root = filesystem._strip_protocol(self._normalized_path).rstrip(self._sep)
-        if self._pattern:
-            found = [path for path in filesystem.glob(f"{root}{self._sep}{self._pattern}")
-                     if filesystem.isfile(path)]
-        else:
-            found = filesystem.find(self._normalized_path, **self._load_args) if filesystem.isdir(root) else []
-        self._cached_partitions = sorted(
-            path for path in found
-            if path.endswith(self._filename_suffix)
-            and not any(part.startswith(".") for part in path[len(root):].split(self._sep))
-        )
+        if self._cached_partitions is None:
+            fs, sep = self._filesystem, self._sep
+            root = fs._strip_protocol(self._normalized_path).rstrip(sep)
+            if self._pattern:
+                found = [path for path in fs.glob(f"{root}{sep}{self._pattern}") if fs.isfile(path)]
+            else:
+                found = fs.find(self._normalized_path, **self._load_args) if fs.isdir(root) else []
+            self._cached_partitions = sorted(
+                path for path in found if path.endswith(self._filename_suffix)
+                and not any(part.startswith(".") for part in path[len(root):].split(sep)))
         return self._cached_partitions
 
     def load(self) -> dict[str, Any]:
         if not self._list_partitions():
-            raise DatasetError(f"No files match {self._requested!r}.")
+            raise DatasetError(f"No files match {self.requested_path!r}.")
         return super().load()
-
-
-def _is_file(path: str, credentials: dict[str, Any] | None, fs_args: dict[str, Any] | None) -> bool:
-    filesystem, stripped = fsspec.core.url_to_fs(path, **(credentials or {}), **(fs_args or {}))
-    return filesystem.isfile(stripped)
-
-
-def glob_escape(name: str) -> str:
-    """``name`` as a glob pattern that matches only itself."""
-    return "".join(f"[{character}]" if character in GLOB_CHARACTERS else character for character in name)

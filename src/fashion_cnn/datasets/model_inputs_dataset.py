@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 from kedro.io.core import DatasetError
+from numpy.lib import format as npy
 
-from fashion_cnn.datasets.fsspec_file import FsspecFileDataset
-from fashion_cnn.datasets.keep_saved import KeepSavedMixin
+from fashion_cnn.datasets.fsspec_file import FsspecFileDataset, KeepSavedMixin
 from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
 from fashion_cnn.datasets.whole_files import WholeFileMixin
 
 SPLITS = ("train", "test")
 KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
 REWRITE_HINT = "run `kedro run --namespaces data_processing` to write the model inputs again"
+PICKLED = "holds Python objects (pickled data), which are never loaded: reading them could run code"
 
 
 class ModelInputsError(DatasetError):
     """A model-inputs file is not a set of images and labels this project would have written."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        super().__init__(f"{problem}; {fix}{REWRITE_HINT}.")
+
+
+def _check_names(names: Iterable[str], source: str) -> None:
+    if set(names) != set(KEYS):
+        raise ModelInputsError(f"{source}: holds {sorted(names)}, expected exactly {list(KEYS)}")
 
 
 def check_model_inputs(arrays: Mapping[str, Any], source: str) -> None:
@@ -28,10 +37,9 @@ def check_model_inputs(arrays: Mapping[str, Any], source: str) -> None:
     [0, 1]) and labels (whole numbers from 0), with as many labels as images in each split."""
 
     def fail(problem: str) -> None:
-        raise ModelInputsError(f"{source}: {problem}; {REWRITE_HINT}.")
+        raise ModelInputsError(f"{source}: {problem}")
 
-    if set(arrays) != set(KEYS):
-        fail(f"holds {sorted(arrays)}, expected exactly {list(KEYS)}")
+    _check_names(arrays, source)
     for split in SPLITS:
         images, labels = np.asarray(arrays[f"{split}_images"]), np.asarray(arrays[f"{split}_labels"])
         if images.dtype not in (np.float32, np.float64) or images.ndim < 3:
@@ -45,19 +53,14 @@ def check_model_inputs(arrays: Mapping[str, Any], source: str) -> None:
             fail(f"{split}_images has values outside [0, 1] (min {images.min()}, max {images.max()})")
         if labels.size and labels.min() < 0:
             fail(f"{split}_labels has negative labels")
-    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
-        fail(f"train images are {arrays['train_images'].shape[1:]} but test images "
-             f"{arrays['test_images'].shape[1:]}")
+    if (train := arrays["train_images"].shape[1:]) != (test := arrays["test_images"].shape[1:]):
+        fail(f"train images are {train} but test images {test}")
 
 
 class NpzModelInputsDataset(FsspecFileDataset[Mapping[str, Any], ReadOnlyArrays]):
-    """``train_images``, ``train_labels``, ``test_images`` and ``test_labels`` in one ``.npz`` file.
-
-    One file, so the four arrays a run wrote are always read together, never beside another run's.
-    It is read with ``allow_pickle=False``: a file holding Python objects is refused, so nothing in
-    it can run code. Every load checks that images and labels belong together (counts, shapes,
-    dtypes, value range).
-    """
+    """``train_images``, ``train_labels``, ``test_images`` and ``test_labels`` in one ``.npz`` file, so
+    that a run never reads one run's images beside another's labels; read with ``allow_pickle=False``
+    (nothing in it can run code) and checked on every load."""
 
     def load(self) -> ReadOnlyArrays:
         path = self._load_path()
@@ -71,75 +74,55 @@ class NpzModelInputsDataset(FsspecFileDataset[Mapping[str, Any], ReadOnlyArrays]
         path = self._load_path()
         headers = self._headers(path)
         for split in SPLITS:
-            (count, *_), dtype = headers[f"{split}_images"]
-            if dtype.hasobject or headers[f"{split}_labels"][1].hasobject:
-                raise ModelInputsError(f"{path} holds Python objects (pickled data), which are never loaded: reading "
-                                       f"them could run code; delete it and {REWRITE_HINT}.")
-            if count != headers[f"{split}_labels"][0][0]:
-                raise ModelInputsError(f"{path}: {count} {split} images but {headers[f'{split}_labels'][0][0]} "
-                                       f"{split} labels: they do not belong together; {REWRITE_HINT}.")
+            ((count, *_), dtype), (labels, label_dtype) = headers[f"{split}_images"], headers[f"{split}_labels"]
+            if dtype.hasobject or label_dtype.hasobject:
+                raise ModelInputsError(f"{path} {PICKLED}", "delete it and ")
+            if count != labels[0]:
+                raise ModelInputsError(f"{path}: {count} {split} images but {labels[0]} {split} labels: "
+                                       "they do not belong together")
         arrays = self._read(path, ("train_labels", "test_labels"))
         return {split: arrays[f"{split}_labels"] for split in SPLITS}
 
     def _headers(self, path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        """Shape and dtype of each array, from the .npy headers inside the .npz."""
         headers = {}
         try:
             with self._fs.open(path, mode="rb") as file, zipfile.ZipFile(file) as archive:
                 for info in archive.infolist():
                     with archive.open(info) as member:
-                        version = np.lib.format.read_magic(member)
-                        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                            np.lib.format.read_array_header_2_0
+                        version = npy.read_magic(member)
+                        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
                         shape, _, dtype = read(member)
                     headers[info.filename.removesuffix(".npy")] = (shape, dtype)
         except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-            raise ModelInputsError(f"{path} is damaged or not a NumPy .npz file ({exc}); {REWRITE_HINT}.") from exc
-        if set(headers) != set(KEYS):
-            raise ModelInputsError(f"{path}: holds {sorted(headers)}, expected exactly {list(KEYS)}; {REWRITE_HINT}.")
+            raise ModelInputsError(f"{path} is damaged or not a NumPy .npz file ({exc})") from exc
+        _check_names(headers, path)
         return headers
 
     def _read(self, path: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
         try:
             with self._fs.open(path, mode="rb") as file, np.load(file, allow_pickle=False) as npz:
-                missing = sorted(set(keys) - set(npz.files))
-                if missing or set(npz.files) - set(KEYS):
-                    raise ModelInputsError(f"{path}: holds {sorted(npz.files)}, expected exactly {list(KEYS)}; "
-                                           f"{REWRITE_HINT}.")
+                _check_names(npz.files, path)
                 return {key: npz[key] for key in keys}
+        except FileNotFoundError:
+            raise
         except ValueError as exc:
             if "allow_pickle" in str(exc):
-                raise ModelInputsError(
-                    f"{path} holds Python objects (pickled data), which are never loaded: reading them could run "
-                    f"code. This project writes only plain arrays, so the file came from elsewhere; delete it and "
-                    f"{REWRITE_HINT}."
-                ) from exc
-            raise ModelInputsError(f"{path} is not a readable set of model inputs ({exc}); {REWRITE_HINT}.") from exc
+                raise ModelInputsError(f"{path} {PICKLED}. This project writes only plain arrays, so the file came "
+                                       "from elsewhere", "delete it and ") from exc
+            raise ModelInputsError(f"{path} is not a readable set of model inputs ({exc})") from exc
         except (zipfile.BadZipFile, EOFError, OSError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise ModelInputsError(f"{path} is damaged or not a NumPy .npz file ({exc}); {REWRITE_HINT}.") from exc
+            raise ModelInputsError(f"{path} is damaged or not a NumPy .npz file ({exc})") from exc
 
     def save(self, data: Mapping[str, Any]) -> None:
         check_model_inputs(data, "The model inputs to save")
-        path = self._save_path()
-        with self._fs.open(path, mode="wb") as file:
+        with self._fs.open(self._save_path(), mode="wb") as file:
             np.savez(file, **{key: np.asarray(data[key]) for key in KEYS})
         self._invalidate_cache()
 
 
-
 class ModelInputsDataset(KeepSavedMixin, WholeFileMixin, NpzModelInputsDataset):
-    """:class:`NpzModelInputsDataset` whose saves are whole or nothing (:class:`WholeFileMixin`),
-    and whose saved arrays go to the same run's later nodes instead of being read back
-    (:class:`KeepSavedMixin`).
-
-    Example catalog entry::
-
-        model_inputs:
-          type: fashion_cnn.datasets.ModelInputsDataset
-          filepath: data/05_model_input/model_inputs.npz   # or s3://bucket/..., gs://..., ...
-    """
+    """:class:`NpzModelInputsDataset` whose saves are whole or nothing, and whose saved arrays go to
+    the same run's later nodes (read-only) instead of being read back."""
 
     def _handover(self, data: Mapping[str, Any]) -> ReadOnlyArrays:
         return data if isinstance(data, ReadOnlyArrays) else ReadOnlyArrays(data)

@@ -9,13 +9,9 @@ import numpy as np
 
 
 class ReadOnlyArrays(Mapping[str, np.ndarray]):
-    """A read-only mapping of read-only arrays (``arrays["train_images"]``, ...).
-
-    Kedro's ``MemoryDataset`` deep-copies a dict of arrays on every save and load, about 0.7 s
-    for the raw data set on a 2-core machine. Nothing can change these arrays (they are
-    read-only views), so a copy is this same object; pickling (ParallelRunner) still sends
-    the data.
-    """
+    """A read-only mapping of read-only arrays (``arrays["train_images"]``, ...). Kedro's ``MemoryDataset``
+    deep-copies a dict of arrays on every save and load (0.7 s for the raw data on 2 cores); a copy of
+    this is the same object. Pickling (ParallelRunner) still sends the data, read-only on arrival."""
 
     def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
         self._arrays = {name: read_only_view(array) for name, array in arrays.items()}
@@ -33,11 +29,10 @@ class ReadOnlyArrays(Mapping[str, np.ndarray]):
         shapes = ", ".join(f"{name}: {array.dtype}{list(array.shape)}" for name, array in self._arrays.items())
         return f"ReadOnlyArrays({shapes})"
 
-    def __copy__(self) -> ReadOnlyArrays:
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ReadOnlyArrays:
         return self
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> ReadOnlyArrays:
-        return self
+    __copy__ = __deepcopy__
 
     def __reduce__(self) -> tuple[type, tuple[dict[str, np.ndarray]]]:
         return ReadOnlyArrays, (self._arrays,)
