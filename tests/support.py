@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -84,14 +85,16 @@ def nest(params: dict) -> dict:
 
 
 def run_session(project_path: Path, pipelines: list[str], params: dict | None = None, env: str | None = None,
-                **run_kwargs):
-    """Run pipelines in a real KedroSession of ``project_path``; return the session's catalog."""
+                stdout: io.StringIO | None = None, **run_kwargs):
+    """Run pipelines in a real KedroSession of ``project_path``; return the session's catalog. With
+    ``stdout``, what the run alone prints there (Kedro's log, the score table) goes into it."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project_path)
     with KedroSession.create(project_path=project_path, runtime_params=nest(params or {}), env=env) as session:
-        session.run(pipeline_names=pipelines, **run_kwargs)
+        with contextlib.redirect_stdout(stdout) if stdout is not None else contextlib.nullcontext():
+            session.run(pipeline_names=pipelines, **run_kwargs)
         return session.load_context().catalog
 
 

@@ -8,8 +8,8 @@ by the tests of this module; each test then runs its own real Kedro sessions on 
 from __future__ import annotations
 
 import base64
+import io
 import json
-import logging
 import os
 import signal
 import socket
@@ -32,7 +32,7 @@ from PIL import Image
 from fashion_cnn.model.architecture import SpecError
 from fashion_cnn.datasets.image_files import ImageFilesDataset
 from fashion_cnn.pipelines.predict.preparation import NoItemFound, fashion_mnist_image
-from fashion_cnn.runtime.score_table import ScoreTableHook
+from fashion_cnn.runtime.lifecycle import RunLifecycle
 from fashion_cnn.settings import HOOKS
 
 TRAIN = {
@@ -46,20 +46,11 @@ SERVER_START_SECONDS = 180
 REQUEST_SECONDS = 60
 
 
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @dataclass
 class Trained:
     project: Path
     catalog: Any
-    log: list[logging.LogRecord]
+    output: str  # what the run printed to stdout: Kedro's log, then the score table
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +61,11 @@ def trained(tmp_path_factory, real_data_dir) -> Trained:
     # The first bootstrap in a process applies the project's logging configuration, which empties
     # the handlers of the project's module loggers; the later ones leave them alone.
     bootstrap_project(project)
-    records = Records()
-    loggers = [logging.getLogger(name) for name in ("fashion_cnn.runtime.score_table", "fashion_cnn.runtime.timing")]
-    for logger in loggers:
-        logger.addHandler(records)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.chdir(project)
-            catalog = run_session(project, ["cnn", "dense"], TRAIN)
-            yield Trained(project, catalog, records.records)
-    finally:
-        for logger in loggers:
-            logger.removeHandler(records)
+    output = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        catalog = run_session(project, ["cnn", "dense"], TRAIN, stdout=output)
+    yield Trained(project, catalog, output.getvalue())
 
 
 def latest(project: Path, pattern: str) -> Path:
@@ -91,20 +75,22 @@ def latest(project: Path, pattern: str) -> Path:
 
 
 def test_a_training_run_ends_with_one_score_table(trained):
-    tables = [record for record in trained.log if record.getMessage().startswith("Test scores")]
-    assert len(tables) == 1, "printed once"
-    assert trained.log[-1] is tables[0], "after the run timings: the run's last line"
-    lines = tables[0].getMessage().splitlines()
+    lines = trained.output.rstrip("\n").splitlines()
+    assert sum(line.startswith("Test scores") for line in lines) == 1, "printed once"
+    assert lines[-4].startswith("Test scores (the notebook's model.evaluate), 2 variants:"), "the run's last lines"
+    lines = lines[-4:]
     assert lines[1].split() == ["variant", "test", "accuracy", "test", "loss", "epochs", "training", "s"]
+    assert max(map(len, lines)) <= 80, "whole in an 80-column terminal"
+    assert len({len(line) for line in lines[1:]}) == 1, "every row as wide as the header: the columns align"
 
-    hook = next(hook for hook in HOOKS if isinstance(hook, ScoreTableHook))
+    hook = next(hook for hook in HOOKS if isinstance(hook, RunLifecycle))
     expected = []
     for variant in ("cnn", "dense"):
         metrics_file = latest(trained.project, f"data/08_reporting/{variant}/metrics.json/*/metrics.json")
         metrics = json.loads(metrics_file.read_text())
         expected.append((variant, f"{metrics['test_accuracy']:.4f}", f"{metrics['test_loss']:.4f}", "1/1",
                          f"{metrics['training_seconds']:.1f}"))
-    assert hook.last == expected
+    assert hook.last_scores == expected
     assert [line.split() for line in lines[2:]] == [list(row) for row in expected]
 
 

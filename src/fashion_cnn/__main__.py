@@ -1,6 +1,4 @@
-"""fashion_cnn file for ensuring the package is executable
-as `fashion-cnn` and `python -m fashion_cnn`
-"""
+"""`fashion-cnn` and `python -m fashion_cnn`: the project's `kedro run`."""
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,12 +10,8 @@ from kedro.framework.project import configure_project
 def main(*args, **kwargs) -> Any:
     package_name = Path(__file__).parent.name
     configure_project(package_name)
-
-    interactive = hasattr(sys, 'ps1')
-    kwargs["standalone_mode"] = not interactive
-
-    run = find_run_command(package_name)
-    return run(*args, **kwargs)
+    kwargs["standalone_mode"] = not hasattr(sys, "ps1")  # an interactive session gets the result, no exit
+    return find_run_command(package_name)(*args, **kwargs)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import logging
 from kedro.framework.project import find_pipelines, pipelines
 from kedro.pipeline import Pipeline
 
-from fashion_cnn.variants import load_parameters, partition_variants, variant_of
+from fashion_cnn.parameters import partition_variants
+from fashion_cnn.variants import load_parameters, variants_in
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +23,7 @@ ON_REQUEST = ("predict", "export")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register the project's pipelines.
-
-    Returns:
-        A mapping from pipeline names to ``Pipeline`` objects.
-    """
+    """The project's pipelines by name."""
     # Kedro 1.7 imports only `pipelines/<name>` for `kedro run --pipeline <name>`; variant
     # pipelines are composed from several folders, so always discover all of them (cheap:
     # no TensorFlow import at module level).
@@ -35,17 +32,16 @@ def register_pipelines() -> dict[str, Pipeline]:
     on_request = {name: found.pop(name) for name in ON_REQUEST if name in found}
     data = found["data_processing"]
     variants = found.pop("variants")
-    namespaces = sorted({variant for node in variants.nodes if (variant := variant_of(node))})
 
     registry = dict(found)
-    for name in namespaces:
+    for name in variants_in(variants.nodes):
         registry[name] = data + variants.only_nodes_with_namespaces([name])
     registry["exercises"] = data + variants.only_nodes_with_tags("exercise")
     registry["compare"] = data + variants + found["compare"]
     registry["__default__"] = sum(registry.values(), Pipeline([]))
     registry.update(on_request)
     # A broken variant block gets no nodes; its own name still runs, so that the spec check
-    # (runtime.checks.ValidateVariantsHook) can stop it before anything trains, naming the problem.
+    # (runtime.checks.check_run) can stop it before anything trains, naming the problem.
     for name, problem in partition_variants(load_parameters())[1].items():
         logger.warning("%s Runs of the pipelines that include it (%s, __default__, compare) stop before "
                        "training; the other pipelines work.", problem, name)

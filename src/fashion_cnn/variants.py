@@ -1,72 +1,39 @@
-"""Finding the model variants in the parameters.
+"""The model variants: where their names come from, and which variant a node or dataset belongs to.
 
-A variant is any top-level parameter block with an ``architecture`` key. The pipeline
-registry reads them here, so a variant added in YAML gets its pipelines without Python.
+A variant is any top-level parameter block with an ``architecture`` key. The pipeline registry
+reads them here, so a variant added in YAML gets its pipelines without Python. Every variant is a
+namespace of the same pipeline, so its nodes and datasets are named ``<variant>.<name>``.
 """
 
 from __future__ import annotations
 
-import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fashion_cnn.model.architecture import SpecError
+from fashion_cnn.parameters import partition_variants
 
-VARIANT_KEYS = {"architecture", "description", "tags", "training"}
+DATA_NAMESPACE = "data_processing"
+TRAINING_NODE = "train_model"  # a variant's training node: `<variant>.train_model`
 CONVOLUTION_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv2D", "DepthwiseConv2D")
 
 
-def find_variants(parameters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Return ``{name: spec}`` for every variant block in ``parameters``, in file order;
-    :class:`SpecError` for the first block that cannot be a variant."""
-    variants, broken = partition_variants(parameters)
-    if broken:
-        raise SpecError(next(iter(broken.values())))
-    return variants
+def variant_of(name_or_node: Any) -> str | None:
+    """The variant of a node or of a node's or dataset's name (``cnn.train_model``, ``cnn.metrics`` ->
+    ``cnn``); None for the data processing, the shared datasets, parameters and the comparison."""
+    name = getattr(name_or_node, "name", name_or_node)
+    head, dot, _ = name.partition(".")
+    return head if dot and head != DATA_NAMESPACE and not name.startswith("params:") else None
 
 
-def partition_variants(parameters: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """The variant blocks in ``parameters`` (file order), and ``{name: problem}`` for those that
-    cannot become a pipeline; one broken block must not take the others' pipelines down."""
-    variants, broken = {}, {}
-    for name, block in parameters.items():
-        if isinstance(block, Mapping) and "architecture" in block:
-            problem = variant_block_problem(name, block)
-            if problem:
-                broken[name] = problem
-            else:
-                variants[name] = dict(block)
-    return variants, broken
+def variants_in(nodes: Iterable[Any]) -> list[str]:
+    """The variants whose nodes are among ``nodes`` (a pipeline's), sorted: a run's variants."""
+    return sorted({variant for node in nodes if (variant := variant_of(node))})
 
 
-def variant_block_problem(name: str, block: Mapping[str, Any]) -> str | None:
-    unknown = sorted(set(block) - VARIANT_KEYS)
-    if unknown:
-        return f"Variant '{name}': unknown key(s) {unknown}; a variant block may hold {sorted(VARIANT_KEYS)}."
-    if "training" not in block:
-        return (f"Variant '{name}': no `training:` block; write `training: {{}}` to use "
-                "`training_defaults` as they are.")
-    if "." in name:
-        return f"Variant '{name}': a variant name may not contain '.', it is a namespace."
-    if not isinstance(block.get("tags", []), list):
-        return f"Variant '{name}': `tags` must be a list, got {block['tags']!r}."
-    return None
-
-
-DATA_NAMESPACE = "data_processing"
-
-
-def namespace_of(node: Any) -> str | None:
-    """The top-level namespace of a Kedro node (a variant's name, or ``data_processing``)."""
-    return node.namespace.split(".")[0] if node.namespace else None
-
-
-def variant_of(node: Any) -> str | None:
-    """The model variant a node belongs to, or None (data processing, comparison)."""
-    namespace = namespace_of(node)
-    return None if namespace == DATA_NAMESPACE else namespace
+def is_training(node_name: str) -> bool:
+    return variant_of(node_name) is not None and node_name.endswith("." + TRAINING_NODE)
 
 
 def is_convolutional(spec: Mapping[str, Any]) -> bool:
@@ -85,45 +52,25 @@ def project_path() -> Path:
     return find_kedro_project(Path.cwd()) or Path(__file__).resolve().parents[2]
 
 
-_read_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
-
-
 def load_parameters(env: str | None = None) -> dict[str, Any]:
-    """The project's parameters through its configured config loader (base + ``env``).
+    """The parameter files of the base environment and of ``env`` (``KEDRO_ENV``, else ``local``), merged
+    as the project's config loader merges them, without resolving interpolations.
 
-    The pipeline registry asks twice per command (the variants and the comparison pipelines);
-    a second read of unchanged files comes from a cache keyed by every YAML file's mtime and size.
+    For the pipeline registry, which runs outside the session's config loader: a second
+    ``OmegaConfigLoader`` would replace the session's process-wide resolvers (``runtime_params``) with
+    its own. A run checks the session's own parameters, ``--params`` included, before its first node.
     """
     from kedro.framework.project import settings
+    from omegaconf import OmegaConf
 
-    conf_source = project_path() / settings.CONF_SOURCE
-    env = env or os.environ.get("KEDRO_ENV")
-    files = sorted(conf_source.rglob("*.y*ml")) if conf_source.is_dir() else []
-    stats = [(str(f), f.stat()) for f in files]
-    key = (str(conf_source), env, tuple((name, stat.st_mtime_ns, stat.st_size) for name, stat in stats))
-    if key not in _read_cache:
-        _read_cache.clear()
-        _read_cache[key] = _read_parameters(conf_source, env)
-    return copy.deepcopy(_read_cache[key])
-
-
-def _read_parameters(conf_source: Path, env: str | None) -> dict[str, Any]:
-    from kedro.framework.project import settings
-    from omegaconf.basecontainer import BaseContainer
-
-    # A config loader registers OmegaConf's `globals`/`runtime_params` resolvers process-wide;
-    # keep the session's own (with its --env and --params) in force after this read.
-    resolvers = dict(BaseContainer._resolvers)
-    try:
-        loader = settings.CONFIG_LOADER_CLASS(
-            conf_source=str(conf_source),
-            env=env,
-            **settings.CONFIG_LOADER_ARGS,
-        )
-        return dict(loader["parameters"])
-    finally:
-        BaseContainer._resolvers.clear()
-        BaseContainer._resolvers.update(resolvers)
+    conf = project_path() / settings.CONF_SOURCE
+    environments = ["base", env or os.environ.get("KEDRO_ENV") or "local"]
+    merged = OmegaConf.create()
+    for folder in (conf / name for name in environments):
+        files = {*folder.glob("parameters*"), *folder.glob("parameters*/**/*"), *folder.glob("**/parameters*")}
+        for file in sorted(f for f in files if f.is_file() and f.suffix in (".yml", ".yaml")):
+            merged = OmegaConf.merge(merged, OmegaConf.load(file))
+    return OmegaConf.to_container(merged, resolve=False)  # type: ignore[return-value]
 
 
 def load_variants(env: str | None = None) -> dict[str, dict[str, Any]]:

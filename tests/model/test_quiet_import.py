@@ -1,6 +1,6 @@
-"""fashion_cnn.runtime.quiet: TensorFlow's CUDA probe lines go, every other stderr line stays.
+"""fashion_cnn.model.quiet_import: TensorFlow's CUDA probe lines go, every other stderr line stays.
 
-The import hook is tested with a stand-in `tensorflow` package that writes TensorFlow's exact
+The quiet import is tested with a stand-in `tensorflow` package that writes TensorFlow's exact
 lines (and genuine ones) to file descriptor 2. Real `kedro run`s with the real TensorFlow, one
 of them failing, are checked in test_viz.py.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fashion_cnn.runtime.quiet import NoiseFilter, filtered_stderr
+from fashion_cnn.model.quiet_import import NoiseFilter, filtered_stderr
 
 PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 NO_DRIVER = (b"I0000 00:00:1795816287.435509    8997 cudart_stub.cc:31] Could not find cuda drivers on your "
@@ -86,33 +86,17 @@ class config:
 """
 
 SCRIPT = """
-import importlib, importlib.abc, importlib.resources, importlib.util, os, sys
-from fashion_cnn.runtime import quiet
+import importlib, importlib.resources, os, sys
+assert "tensorflow" not in sys.modules
+import fashion_cnn.settings  # importing the project's settings changes nothing: no import hook
+assert "tensorflow" not in sys.modules
+from fashion_cnn.model.quiet_import import import_tensorflow
 os.write(2, b"before\\n")
-quiet.install()
-# Kedro's IPython extension re-imports the project's modules, so `install` runs again from a new copy.
-del sys.modules["fashion_cnn.runtime.quiet"]
-assert importlib.import_module("fashion_cnn.runtime.quiet") is not quiet
-importlib.import_module("fashion_cnn.runtime.quiet").install()
-installed = sum(getattr(f, "_fashion_cnn_quiet_tensorflow", False) is True for f in sys.meta_path)
-assert installed == (0 if os.environ.get("FASHION_CNN_TF_NOISE") == "1" else 1), installed
-
-class AskAgain(importlib.abc.MetaPathFinder):  # like MLflow's import hooks: asks the meta path again
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow" or getattr(self, "busy", False):
-            return None
-        self.busy = True
-        try:
-            return importlib.util.find_spec(name)
-        finally:
-            self.busy = False
-
-sys.meta_path.insert(0, AskAgain())
-import tensorflow
+tensorflow = import_tensorflow()
 assert importlib.resources.files("tensorflow").joinpath("__init__.py").is_file()
 if os.environ.get("FAKE_NO_DRIVER") != "1":
     tensorflow.config.list_physical_devices()  # the user's own listing, after the import
-import tensorflow  # a second import does nothing more
+assert import_tensorflow() is tensorflow  # a second call does nothing more
 os.write(2, b"after\\n")
 """
 

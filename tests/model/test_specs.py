@@ -7,9 +7,9 @@ import os
 import pytest
 
 from fashion_cnn.model.architecture import SpecError, build_model, model_summary
-from fashion_cnn.runtime.tensorflow_runtime import runtime_environment
-from fashion_cnn.model.training import compile_model, merge_training_settings
-from fashion_cnn.variants import find_variants, is_convolutional, load_parameters
+from fashion_cnn.model.training import compile_model
+from fashion_cnn.parameters import find_variants, merge_training_settings, runtime_environment
+from fashion_cnn.variants import is_convolutional, load_parameters
 
 PARAMETERS = None
 
@@ -134,16 +134,19 @@ def test_variant_blocks_are_checked():
 
 
 def test_reading_the_variants_keeps_the_sessions_resolvers(tmp_path):
-    """The registry's config read must not replace the running session's `globals` resolver."""
+    """The registry's config read must not replace the running session's process-wide resolvers: the
+    catalog's `${runtime_params:...}` must still give the session's --params."""
     from kedro.config import OmegaConfigLoader
-    from omegaconf.basecontainer import BaseContainer
+    from omegaconf import OmegaConf
 
     from fashion_cnn.variants import load_variants
 
-    OmegaConfigLoader(str(tmp_path), base_env="", default_run_env="")
-    session_resolver = BaseContainer._resolvers["globals"]
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base/parameters.yml").write_text("marker: ${runtime_params:marker}\n")
+    session = OmegaConfigLoader(str(tmp_path), runtime_params={"marker": "the session's"})
+    assert session["parameters"]["marker"] == "the session's"  # the session's loader registers its resolvers
     assert "cnn" in load_variants()
-    assert BaseContainer._resolvers["globals"] is session_resolver
+    assert OmegaConf.create({"value": "${runtime_params:marker}"}).value == "the session's"
 
 
 def test_runtime_parameters_map_to_tensorflows_environment():
@@ -181,7 +184,7 @@ def test_mixed_bfloat16_computes_in_bf16_with_float32_weights_and_output():
 
 
 def test_precision_settings_and_cpu_support():
-    from fashion_cnn.preflight import check_precision, cpu_has_bf16, resolve_precision
+    from fashion_cnn.parameters import check_precision, cpu_has_bf16, resolve_precision
 
     assert cpu_has_bf16("processor : 0\nflags : fpu avx2 avx512f avx512_bf16 amx_tile\n")
     assert not cpu_has_bf16("processor : 0\nflags : fpu sse2 avx2 fma\n")

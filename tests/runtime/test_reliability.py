@@ -22,7 +22,7 @@ from kedro.io.core import Version
 
 from fashion_cnn.model.architecture import SpecError
 from fashion_cnn.datasets import FashionMNISTDataset, ModelInputsDataset
-from fashion_cnn.preflight import NotEnoughDiskError
+from fashion_cnn.runtime.checks import NotEnoughDiskError
 from fashion_cnn.runtime import runs
 from fashion_cnn.runtime.runs import RunCollisionError
 

@@ -9,32 +9,26 @@ from typing import Any
 
 import keras
 
+from fashion_cnn.parameters import THRESHOLD_MODES
+
 
 class StopAtThreshold(keras.callbacks.Callback):
-    """Stop training once ``monitor`` is ``below`` (or ``above``) ``threshold`` at an epoch's end.
-
-    The course's previous lesson: "stop when the loss falls below 0.4". Unlike EarlyStopping,
-    which waits for a metric to stop improving, this stops as soon as a target is reached.
-    """
+    """Stop training once ``monitor`` is ``below`` (or ``above``) ``threshold`` at an epoch's end: the course's
+    previous lesson ("stop when the loss falls below 0.4"). Unlike EarlyStopping, which waits for a metric
+    to stop improving, this stops as soon as a target is reached."""
 
     def __init__(self, monitor: str = "loss", threshold: float = 0.4, mode: str = "below") -> None:
         super().__init__()
-        if mode not in ("below", "above"):
+        if mode not in THRESHOLD_MODES:
             raise ValueError(f"mode must be 'below' or 'above', got {mode!r}")
         self.monitor, self.threshold, self.mode = monitor, threshold, mode
-        self.stopped_epoch: int | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        if self.monitor not in logs:
-            raise KeyError(
-                f"StopAtThreshold monitors '{self.monitor}', which training does not report; "
-                f"available: {sorted(logs)}"
-            )
+        if self.monitor not in (logs := logs or {}):
+            raise KeyError(f"StopAtThreshold monitors '{self.monitor}', which training does not report; "
+                           f"available: {sorted(logs)}")
         value = float(logs[self.monitor])
-        reached = value < self.threshold if self.mode == "below" else value > self.threshold
-        if reached:
-            self.stopped_epoch = epoch + 1
+        if (value < self.threshold) if self.mode == "below" else (value > self.threshold):
             print(f"\nStopping: {self.monitor} = {value:.4f} is {self.mode} {self.threshold} after epoch {epoch + 1}.")
             self.model.stop_training = True
 
@@ -74,8 +68,7 @@ class SignalsBetweenSteps(keras.callbacks.Callback):
     def __enter__(self) -> SignalsBetweenSteps:
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
-                handler = signal.getsignal(signum)
-                if callable(handler):
+                if callable(signal.getsignal(signum)):
                     self._previous[signum] = signal.signal(signum, self._note)
         return self
 
@@ -91,16 +84,10 @@ class SignalsBetweenSteps(keras.callbacks.Callback):
             self._previous[signum](signum, frame)
         self._pending = signum
 
-    def _deliver(self) -> None:
+    def _deliver(self, *_: Any, **__: Any) -> None:
         signum, self._pending = self._pending, None
         if signum is not None:
             self._previous[signum](signum, None)
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._deliver()
-
-    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._deliver()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._deliver()
+    # Keras calls these with (batch or epoch, logs).
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _deliver

@@ -1,13 +1,10 @@
 """Which trained model a run uses (``predict.variant`` and ``predict.model_version``, or the same keys
 of ``export``), and the checks of those parameters before anything heavy runs.
 
-Kedro chooses a dataset's version with ``--load-versions``, not from parameters, and a dataset
-factory cannot read parameters either. So the runs that use a trained model read them all
-through one catalog entry, ``trained_models``: a partitioned dataset over ``data/06_models`` whose
-partitions are the ``.keras`` files the ``{variant}.model`` entries write
-(``<variant>/model.keras/<version>/model.keras``), loaded lazily. A node picks the variant and
-version the parameters name, and only that file is read. The spec check
-(:class:`fashion_cnn.runtime.checks.ValidateVariantsHook`) makes the same choice before the first node,
+Kedro chooses a dataset's version with ``--load-versions``, not from parameters (nor can a dataset
+factory read them). So the runs that use a trained model read them all through ``trained_models``, a
+partitioned dataset of the ``.keras`` files under ``data/06_models``, loaded lazily: a node loads only
+the one the parameters name. :func:`check_model_use` makes the same choice before the first node,
 from the file names alone, so a wrong name fails in a second, naming the parameter.
 """
 
@@ -15,43 +12,31 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from kedro.io import DatasetError
 
 from fashion_cnn.model.architecture import SpecError
+from fashion_cnn.parameters import check_model_choice, check_predict_settings, settings_block
 
-# A partition of `trained_models` (its `.keras` suffix removed); anything else under
-# data/06_models (temporary files of a save under way, exports, the predict run's copy) is not one.
+# A partition of `trained_models` (<variant>/model.keras/<version>/model.keras, its suffix removed); anything
+# else under data/06_models (temporary files of a save under way, exports, the predict run's copy) is not one.
 MODEL_PARTITION = re.compile(r"^(?P<variant>[^/]+)/model\.keras/(?P<version>[^/.][^/]*)/model$")
 MODELS_DATASET = "trained_models"
 IMAGES_DATASET = "predict_images"
 SHOWN_VERSIONS = 5
 
 
-def trained_model_versions(partitions: Mapping[str, Callable[[], Any]]) -> dict[str, dict[str, Callable[[], Any]]]:
-    """``{variant: {version: load}}`` from the partitions of ``trained_models``, versions oldest first."""
-    found: dict[str, dict[str, Callable[[], Any]]] = {}
-    for partition in sorted(partitions):
-        match = MODEL_PARTITION.match(partition)
-        if match:
-            found.setdefault(match["variant"], {})[match["version"]] = partitions[partition]
-    return found
-
-
 def choose_model(partitions: Mapping[str, Callable[[], Any]], variant: Any, version: Any, block: str,
-                 configured: Iterable[str] = ()) -> tuple[str, str, Callable[[], Any]]:
+                 configured: Collection[str] = ()) -> tuple[str, str, Callable[[], Any]]:
     """``(variant, version, load)`` of the model that ``<block>.variant`` and ``<block>.model_version``
     name (null version: the newest); :class:`SpecError` naming the parameter otherwise."""
-    configured = list(configured)
-    if not isinstance(variant, str) or not variant:
-        raise SpecError(f"Parameter `{block}.variant` must be the name of a model variant, got {variant!r}.")
-    if version is not None and not isinstance(version, str):
-        raise SpecError(f"Parameter `{block}.model_version` must be a version folder name such as "
-                        f"2026-11-28T10.15.02.123Z, or null for the newest, got {version!r}.")
-    versions = trained_model_versions(partitions)
+    check_model_choice(variant, version, block)
+    versions: dict[str, dict[str, Callable[[], Any]]] = {}
+    for match in filter(None, map(MODEL_PARTITION.match, partitions)):
+        versions.setdefault(match["variant"], {})[match["version"]] = partitions[match.string]
     if variant not in versions:
         if variant in configured:
             raise SpecError(f"Parameter `{block}.variant`: variant '{variant}' has no trained model yet (nothing in "
@@ -63,15 +48,14 @@ def choose_model(partitions: Mapping[str, Callable[[], Any]], variant: Any, vers
         version = max(versions[variant])
     elif version not in versions[variant]:
         newest = sorted(versions[variant], reverse=True)
-        shown = ", ".join(newest[:SHOWN_VERSIONS])
-        if len(newest) > SHOWN_VERSIONS:
-            shown += f" ({len(newest)} in all)"
+        more = f" ({len(newest)} in all)" if len(newest) > SHOWN_VERSIONS else ""
+        shown = ", ".join(newest[:SHOWN_VERSIONS]) + more
         raise SpecError(f"Parameter `{block}.model_version`: variant '{variant}' has no model version '{version}'. "
                         f"Its versions, newest first: {shown}. Leave it null for the newest.")
     return variant, version, versions[variant][version]
 
 
-def check_model_use(parameters: Mapping[str, Any], configured: Iterable[str], pipeline: Any, catalog: Any,
+def check_model_use(parameters: Mapping[str, Any], configured: Collection[str], pipeline: Any, catalog: Any,
                     project_path: str | os.PathLike) -> None:
     """Before a run that uses a trained model or the user's images: the same choices its nodes will
     make, from file names only; :class:`SpecError` naming the parameter at fault."""
@@ -80,32 +64,19 @@ def check_model_use(parameters: Mapping[str, Any], configured: Iterable[str], pi
         if f"params:{block}.variant" in inputs and MODELS_DATASET in inputs:
             trained_here = sorted(name for name in pipeline.all_outputs() if name.endswith(".model"))
             if trained_here:
-                raise SpecError(
-                    f"This run trains models ({', '.join(trained_here)}) and runs `{block}`, which reads the saved "
-                    f"models and would not wait for these: run `kedro run --pipelines {block}` on its own, after "
-                    "the training run.")
-            settings = _block(parameters, block)
-            choose_model(_partitions(catalog), settings.get("variant"), settings.get("model_version"), block,
-                         configured)
+                raise SpecError(f"This run trains models ({', '.join(trained_here)}) and runs `{block}`, which reads "
+                                f"the saved models and would not wait for these: run `kedro run --pipelines {block}` "
+                                "on its own, after the training run.")
+            try:
+                partitions = catalog.get(MODELS_DATASET).load()
+            except DatasetError:  # no .keras file at all under data/06_models
+                partitions = {}
+            settings = settings_block(parameters, block)
+            choose_model(partitions, settings.get("variant"), settings.get("model_version"), block, configured)
     if IMAGES_DATASET in inputs:
-        check_images(_block(parameters, "predict").get("images"), catalog.get(IMAGES_DATASET), project_path)
+        check_images(settings_block(parameters, "predict").get("images"), catalog.get(IMAGES_DATASET), project_path)
     if any(name.startswith("params:predict.") for name in inputs):
-        check_predict_settings(_block(parameters, "predict"), len(parameters["data"]["class_names"]))
-
-
-def _block(parameters: Mapping[str, Any], block: str) -> Mapping[str, Any]:
-    settings = parameters.get(block)
-    if not isinstance(settings, Mapping):
-        raise SpecError(f"Parameter `{block}` must be a block of settings (conf/base/parameters_predict.yml), "
-                        f"got {settings!r}.")
-    return settings
-
-
-def _partitions(catalog: Any) -> Mapping[str, Callable[[], Any]]:
-    try:
-        return catalog.get(MODELS_DATASET).load()
-    except DatasetError:  # no .keras file at all under data/06_models
-        return {}
+        check_predict_settings(settings_block(parameters, "predict"), len(parameters["data"]["class_names"]))
 
 
 def check_images(images: Any, dataset: Any, project_path: str | os.PathLike) -> None:
@@ -121,26 +92,9 @@ def check_images(images: Any, dataset: Any, project_path: str | os.PathLike) -> 
                         "--params predict.images=$HOME/photos (the shell expands $HOME).")
     requested = getattr(dataset, "requested_path", images)
     if requested not in (images, (Path(project_path) / images).as_posix()):
-        raise SpecError(
-            f"Parameter `predict.images` is {images!r} but the catalog's `{IMAGES_DATASET}` reads {requested!r}: "
-            "the catalog takes it from the command line only. Give it there: "
-            + example.replace("path/to/photos", images)
-        )
+        raise SpecError(f"Parameter `predict.images` is {images!r} but the catalog's `{IMAGES_DATASET}` reads "
+                        f"{requested!r}: the catalog takes it from the command line only. Give it there: "
+                        + example.replace("path/to/photos", images))
     if not dataset.exists():
         raise SpecError(f"Parameter `predict.images`: no files match {images!r} (relative paths start from the "
                         f"project folder; hidden files are left out). {example}")
-
-
-def check_predict_settings(settings: Mapping[str, Any], classes: int) -> None:
-    top_k = settings.get("top_k")
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= classes:
-        raise SpecError(f"Parameter `predict.top_k` must be a whole number from 1 to {classes} (the number of "
-                        f"classes), got {top_k!r}.")
-    sheet = settings.get("contact_sheet")
-    if not isinstance(sheet, Mapping):
-        raise SpecError(f"Parameter `predict.contact_sheet` must be a block with `max_images` and `columns`, "
-                        f"got {sheet!r}.")
-    for key in ("max_images", "columns"):
-        value = sheet.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise SpecError(f"Parameter `predict.contact_sheet.{key}` must be a positive whole number, got {value!r}.")

@@ -1,3 +1,4 @@
-"""Run-time plumbing, registered in ``settings.py``: TensorFlow's process settings and its quiet
-import, the checks before a run, run records and Ctrl-C, MLflow runs per variant, and the timing
-line. It uses the layers below (model, datasets, variants, preflight) and never a node module."""
+"""Run-time plumbing, registered in ``settings.py``: the run's lifecycle (``lifecycle.py``, which says
+what happens in a run and in which order), the checks it makes before the first node, run records,
+MLflow runs per variant, and the runner that trains a sweep's variants side by side. It uses the
+layers below (model, datasets, parameters, variants) and never a node module."""

@@ -1,100 +1,85 @@
-"""Every check of a run before its first node (a hook that uses the model layer and preflight)."""
+"""Every check of a run before its first node: :func:`check_run`.
+
+Parameters (through :mod:`fashion_cnn.parameters`), then what they mean for this run's data (the
+labels' sizes and classes, read from the raw files' or the saved model inputs' headers), every
+variant's spec built once, the trained models a run uses, and the folders and disks it writes to.
+A bad setting so fails in seconds, with every problem of the variants in one message, instead of
+after other variants trained.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 
-from fashion_cnn import preflight
-from fashion_cnn.datasets.whole_files import LOCAL_PROTOCOLS
+from fashion_cnn import parameters as checked
+from fashion_cnn.datasets.whole_files import LOCAL_PROTOCOLS, existing_ancestor, unwritable_folders
 from fashion_cnn.model.architecture import SpecError
 from fashion_cnn.model.choice import check_model_use
-from fashion_cnn.variants import is_convolutional, partition_variants, variant_of
+from fashion_cnn.variants import variant_of, variants_in
 
 logger = logging.getLogger(__name__)
 
-
-class ValidateVariantsHook:
-    """Every check of a run before its first node: broken variant blocks, the data parameters
-    against the real data (sizes, classes), every variant's spec built once, the activation grid
-    against the test set actually used, and the free disk space; so a bad setting fails in
-    seconds, with all problems in one message, instead of after other variants trained."""
-
-    # tryfirst: before plugin hooks (kedro-mlflow opens its MLflow run here), so that a bad spec
-    # leaves no run open (Kedro calls no on_pipeline_error for a failing before_pipeline_run).
-    @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        parameters = catalog.load("parameters")
-        variants, broken = partition_variants(parameters)
-        check_broken_variants(broken, parameters, run_params.get("pipeline_names"))
-        in_run = sorted(variant_namespaces(pipeline) & set(variants))
-        data = parameters["data"]
-        preflight.check_data_parameters(data)
-        precision = catalog.load("params:runtime.precision") if "params:runtime.precision" in catalog else "float32"
-        if precision == "mixed_bfloat16" and not preflight.cpu_has_bf16():
-            import tensorflow as tf
-
-            preflight.check_precision(precision, False, len(tf.config.list_physical_devices("GPU")))
-        check_model_use(parameters, variants, pipeline, catalog, run_params["project_path"])  # predict, export
-        facts = data_facts(catalog, pipeline)
-        if facts is not None:
-            preflight.check_class_names(data["class_names"], facts)
-            used = preflight.images_used(facts, data)
-        else:  # the raw files are still to be downloaded: their sizes are known once loaded
-            used = {split: data.get(f"{split}_limit") for split in preflight.SPLITS}
-        problems, parameter_counts, settings = [], {}, {}
-        for name in in_run:
-            try:
-                parameter_counts[name], settings[name] = check_variant(name, variants[name], parameters, used["test"],
-                                                                       precision)
-            except SpecError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise SpecError("Invalid model variant parameters:\n  - " + "\n  - ".join(problems))
-        warnings = preflight.limit_warnings(facts, data) if facts else []
-        if used["train"]:
-            warnings += preflight.batch_size_warnings(used["train"], settings)
-        for warning in warnings:
-            logger.warning(warning)
-        shortfalls = preflight.disk_shortfalls(planned_writes(catalog, pipeline, parameter_counts, used, data))
-        if shortfalls:
-            raise preflight.NotEnoughDiskError("\n".join(shortfalls))
-        if in_run:
-            logger.info("Checked the specs of %d variant(s): %s", len(in_run), ", ".join(in_run))
+# Keras's .keras file holds the weights and Adam's two moment estimates per weight, plus a little.
+MODEL_FILE_BYTES_PER_PARAMETER = 3 * 4
+MODEL_FILE_OVERHEAD = 200_000
+OTHER_FILE_BYTES = 400_000  # a figure (about 60 kB), the test predictions (35 bytes an image), a JSON file
+DISK_MARGIN = 1.25
 
 
-def variant_namespaces(pipeline: Any) -> set[str]:
-    return {variant for node in pipeline.nodes if (variant := variant_of(node))}
+class NotEnoughDiskError(RuntimeError):
+    """The run would fill a disk it writes to, or cannot write to a folder at all."""
 
 
-def check_broken_variants(broken: dict[str, str], parameters: dict[str, Any], pipeline_names: list[str] | None) -> None:
-    """Fail a run whose pipelines would hold a variant block that cannot become a pipeline."""
-    names = set(pipeline_names or ["__default__"])
-    hit = [
-        problem
-        for variant, problem in broken.items()
-        if names & {variant, "__default__", "compare"}
-        or ("exercises" in names and "exercise" in _tags(parameters.get(variant)))
-    ]
-    if hit:
-        raise SpecError(
-            "This run's pipelines include broken model variant blocks (conf/base/parameters*.yml):\n  - "
-            + "\n  - ".join(hit)
-            + "\nFix or remove them; pipelines without them still run (`kedro registry list`)."
-        )
+def check_run(run_params: Mapping[str, Any], pipeline: Any, catalog: Any) -> None:
+    """Raise for anything that would stop this run after its first node; log what is only odd."""
+    parameters = catalog.load("parameters")
+    variants, broken = checked.partition_variants(parameters)
+    checked.check_broken_variants(broken, parameters, run_params.get("pipeline_names"))
+    data = parameters["data"]
+    checked.check_data_parameters(data)
+    checked.runtime_environment(parameters.get("runtime"))
+    precision = catalog.load("params:runtime.precision") if "params:runtime.precision" in catalog else "float32"
+    if precision == "mixed_bfloat16" and not checked.cpu_has_bf16():
+        import tensorflow as tf
+
+        checked.check_precision(precision, False, len(tf.config.list_physical_devices("GPU")))
+    check_model_use(parameters, variants, pipeline, catalog, run_params["project_path"])  # predict, export
+    facts = data_facts(catalog, pipeline)
+    if facts is not None:
+        checked.check_class_names(data["class_names"], facts)
+        used = facts.images_used(data)
+    else:  # the raw files are still to be downloaded: their sizes are known once loaded
+        used = {split: data.get(f"{split}_limit") for split in checked.SPLITS}
+    in_run = [name for name in variants_in(pipeline.nodes) if name in variants]
+    problems, parameter_counts, settings = [], {}, {}
+    for name in in_run:
+        try:
+            parameter_counts[name], settings[name] = checked.check_variant(name, variants[name], parameters, used["test"],
+                                                                   precision)
+        except SpecError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SpecError("Invalid model variant parameters:\n  - " + "\n  - ".join(problems))
+    for warning in [*(checked.limit_warnings(facts, data) if facts else []),
+                    *checked.batch_size_warnings(used["train"], settings)]:
+        logger.warning(warning)
+    writes = planned_writes(catalog, pipeline, parameter_counts, used, data)
+    problems = unwritable_folders(folder for folder, _ in writes) or disk_shortfalls(writes)
+    if problems:
+        raise NotEnoughDiskError("\n".join(problems))
+    if in_run:
+        logger.info("Checked the specs of %d variant(s): %s", len(in_run), ", ".join(in_run))
 
 
-def _tags(block: Any) -> list[Any]:
-    tags = block.get("tags") if isinstance(block, dict) else None
-    return tags if isinstance(tags, list) else []
-
-
-def data_facts(catalog: Any, pipeline: Any) -> preflight.DataFacts | None:
+def data_facts(catalog: Any, pipeline: Any) -> checked.DataFacts | None:
     """Sizes and classes of the data the run reads: the raw files, else the saved model inputs."""
     inputs = pipeline.inputs()
     raw = catalog.get("fashion_mnist") if "fashion_mnist" in inputs else None
@@ -103,7 +88,7 @@ def data_facts(catalog: Any, pipeline: Any) -> preflight.DataFacts | None:
         if found is None:
             return None
         folder, labels = found
-        return preflight.DataFacts.from_labels(f"the Fashion-MNIST files in {folder}", labels, subset_applied=False)
+        return checked.DataFacts.from_labels(f"the Fashion-MNIST files in {folder}", labels, subset_applied=False)
     saved = catalog.get("model_inputs") if "model_inputs" in inputs else None
     if saved is not None and hasattr(saved, "label_arrays"):
         try:
@@ -116,47 +101,57 @@ def data_facts(catalog: Any, pipeline: Any) -> preflight.DataFacts | None:
                 "Write them first with `kedro run --namespaces data_processing` (or run a pipeline that "
                 "includes the data processing, such as `kedro run --pipelines cnn`)."
             ) from exc
-        return preflight.DataFacts.from_labels(str(getattr(saved, "_filepath", "model_inputs")), labels,
-                                               subset_applied=True)
+        return checked.DataFacts.from_labels(str(getattr(saved, "_filepath", "model_inputs")), labels, subset_applied=True)
     return None
 
 
-def planned_writes(catalog: Any, pipeline: Any, parameter_counts: dict[str, int], used: dict[str, Any],
-                   data: dict[str, Any]) -> list[tuple[Path, int]]:
-    """Where the run saves files on local disks, and about how many bytes each."""
+def planned_bytes(kind: str, parameters: int = 0, images: Mapping[str, int] | None = None,
+                  pixel_bytes: int = 4, pixels: int = 784) -> int:
+    """About how many bytes a save of ``kind`` (``model``, ``model_inputs``, other) writes."""
+    if kind == "model":
+        return parameters * MODEL_FILE_BYTES_PER_PARAMETER + MODEL_FILE_OVERHEAD
+    if kind == "model_inputs" and images:
+        return sum(count * (pixels * pixel_bytes + 1) for count in images.values())
+    return OTHER_FILE_BYTES
+
+
+def planned_writes(catalog: Any, pipeline: Any, parameter_counts: Mapping[str, int], used: Mapping[str, Any],
+                   data: Mapping[str, Any]) -> list[tuple[Path, int]]:
+    """The folders on local disks that the run saves into, and about how many bytes each save writes."""
     planned = []
     images = {split: count for split, count in used.items() if count}
     pixel_bytes = 8 if data.get("pixel_dtype") == "float64" else 4
     pixels = math.prod(data.get("input_shape") or [28, 28, 1])
     for name in sorted(pipeline.all_outputs()):
         dataset = catalog.get(name)
-        filepath = getattr(dataset, "_filepath", None)
-        if filepath is None or getattr(dataset, "_protocol", "file") not in LOCAL_PROTOCOLS:
+        # A file dataset's path, or a partitioned dataset's folder (the export's SavedModels).
+        path = getattr(dataset, "_filepath", None) or getattr(dataset, "_path", None)
+        if path is None or getattr(dataset, "_protocol", "file") not in LOCAL_PROTOCOLS:
             continue
-        variant, _, local = name.partition(".")
-        kind = "model" if local == "model" else name
-        size = preflight.planned_bytes(kind, parameter_counts.get(variant, 0), images, pixel_bytes, pixels)
-        planned.append((Path(str(filepath)), size))
+        # A versioned file and a partitioned dataset are folders of their own; another file goes beside others.
+        folder = Path(str(path)) if getattr(dataset, "_version", None) or hasattr(dataset, "_path") \
+            else Path(str(path)).parent
+        variant = variant_of(name)
+        kind = "model" if variant and name == f"{variant}.model" else name
+        planned.append((folder, planned_bytes(kind, parameter_counts.get(variant or "", 0), images, pixel_bytes,
+                                              pixels)))
     return planned
 
 
-def check_variant(name: str, spec: dict[str, Any], parameters: dict[str, Any],
-                  test_images: int | None = None, precision: str = "float32") -> tuple[int, dict[str, Any]]:
-    """Raise :class:`SpecError` unless the variant builds, compiles and gets its callbacks, and its
-    activation grid fits ``test_images``; return its parameter count and training settings."""
-    from fashion_cnn.model.activations import check_activation_settings
-    from fashion_cnn.model.training import compiled_model, make_callbacks, merge_training_settings
-
-    settings = merge_training_settings(name, parameters["training_defaults"], spec["training"], precision)
-    data = parameters["data"]
-    model = compiled_model(name, spec["architecture"], settings, data)
-    try:
-        make_callbacks(settings)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"Variant '{name}': bad callback settings in `{name}.training`: {exc}") from exc
-    if is_convolutional(spec):
-        try:
-            check_activation_settings(model, parameters["activation_grid"], test_images)
-        except ValueError as exc:
-            raise SpecError(f"Variant '{name}': {exc}") from exc
-    return int(model.count_params()), settings
+def disk_shortfalls(planned: Iterable[tuple[Path, int]]) -> list[str]:
+    """For each disk the run writes to, a message when its free space is below what is planned."""
+    per_disk: dict[int, list[Any]] = {}
+    for path, size in planned:
+        existing = existing_ancestor(path.absolute())
+        entry = per_disk.setdefault(os.stat(existing).st_dev, [existing, 0])
+        entry[1] += size
+    problems = []
+    for folder, size in per_disk.values():
+        free = shutil.disk_usage(folder).free
+        if size * DISK_MARGIN > free:
+            problems.append(
+                f"This run writes about {size / 1e6:.0f} MB to the disk of {folder}, which has {free / 1e6:.0f} MB "
+                f"free. Free some space there (older versions under data/06_models/ and data/08_reporting/ can go) "
+                f"and run again; nothing has been trained or written."
+            )
+    return problems

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from kedro.framework.session.store import BaseSessionStore
 
@@ -11,14 +10,9 @@ from fashion_cnn.runtime import runs
 
 
 class RunVersionStore(BaseSessionStore):
-    """Kedro's default store (nothing persisted), except for ``session_id``: it is the version that
-    :func:`~fashion_cnn.runtime.runs.reserve` holds in ``data/.runs/`` for this session, the session's
-    start time or the next free millisecond after it. Two sessions that start in the same millisecond
-    (Airflow tasks, two people on shared storage) so save into different version folders.
-
-    Kedro passes ``path`` as ``<project>/sessions`` (SESSION_STORE_ARGS sets no other), the only way a
-    store learns the project folder: Airflow tasks run with another working directory.
-    """
+    """Kedro's default store (nothing persisted), with the version :func:`runs.reserve` holds as the
+    ``session_id``. Kedro's ``path``, ``<project>/sessions``, is the only way a store learns the project
+    folder (Airflow tasks run with another working directory)."""
 
     def __init__(self, path: str, session_id: str) -> None:
         self._project = Path(path).parent
@@ -26,7 +20,7 @@ class RunVersionStore(BaseSessionStore):
         super().__init__(path, self._version)
         self.data["session_id"] = self._version
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    def __setitem__(self, key: str, value: object) -> None:
         # KedroSession.create stores the time it took as the id after building the store: keep ours.
         super().__setitem__(key, self._version if key == "session_id" else value)
 

@@ -1,5 +1,3 @@
 """Compare every trained variant: the project's answer to the notebook's exercises."""
 
-from .pipeline import create_pipeline
-
-__all__ = ["create_pipeline"]
+from .pipeline import create_pipeline  # NOQA

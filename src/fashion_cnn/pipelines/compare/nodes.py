@@ -6,21 +6,13 @@ from typing import Any
 
 import numpy as np
 
-# pandas and matplotlib load inside the nodes, so that `kedro registry list` and other CLI calls that
-# import this module do not pay for them; the aliases keep the signatures readable and
-# resolvable (Kedro evaluates node annotations).
+# pandas and matplotlib load inside the nodes (see pipelines/variants/nodes.py).
 DataFrame = Any  # pandas.DataFrame
 Figure = Any  # matplotlib.figure.Figure
 
-COLUMNS = {
-    "parameter_count": "parameters",
-    "epochs_run": "epochs_run",
-    "training_seconds": "training_seconds",
-    "seconds_per_epoch": "seconds_per_epoch",
-    "train_accuracy": "train_accuracy",
-    "test_accuracy": "test_accuracy",
-    "test_loss": "test_loss",
-}
+# The table's columns: metric -> column name.
+COLUMNS = {"parameter_count": "parameters", **{key: key for key in (
+    "epochs_run", "training_seconds", "seconds_per_epoch", "train_accuracy", "test_accuracy", "test_loss")}}
 
 
 def compare_variants(reference: str, **metrics: dict[str, Any]) -> DataFrame:

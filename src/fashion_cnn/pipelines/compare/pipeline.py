@@ -15,24 +15,21 @@ from .nodes import compare_variants, plot_comparison, to_markdown
 
 def create_pipeline(variants: Mapping[str, Mapping[str, Any]] | None = None, **kwargs) -> Pipeline:
     variants = load_variants() if variants is None else variants
+    metrics = {name: f"{name}.metrics" for name in variants}
     with warnings.catch_warnings():
         # Kedro warns about dotted dataset names outside their namespace; reading each
         # variant's `<variant>.metrics` from here is exactly what a comparison must do.
         warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
-        return _compare(variants)
-
-
-def _compare(variants: Mapping[str, Mapping[str, Any]]) -> Pipeline:
-    return pipeline(
-        [
-            node(
-                compare_variants,
-                inputs={"reference": "params:comparison.reference", **{name: f"{name}.metrics" for name in variants}},
-                outputs="comparison",
-                name="compare_variants",
-            ),
-            node(to_markdown, "comparison", "comparison_markdown", name="write_comparison_markdown"),
-            node(plot_comparison, "comparison", "comparison_chart", name="plot_comparison"),
-        ],
-        tags="compare",
-    )
+        return pipeline(
+            [
+                node(
+                    compare_variants,
+                    inputs={"reference": "params:comparison.reference", **metrics},
+                    outputs="comparison",
+                    name="compare_variants",
+                ),
+                node(to_markdown, "comparison", "comparison_markdown", name="write_comparison_markdown"),
+                node(plot_comparison, "comparison", "comparison_chart", name="plot_comparison"),
+            ],
+            tags="compare",
+        )

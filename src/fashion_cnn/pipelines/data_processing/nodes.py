@@ -8,17 +8,13 @@ from typing import Any
 import numpy as np
 
 from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
-from fashion_cnn.preflight import check_limit, check_pixel_dtype
+from fashion_cnn.parameters import check_limit, check_pixel_dtype
 
-# pandas loads inside the nodes, so that `kedro registry list` and other CLI calls that
-# import this module do not pay for them; the aliases keep the signatures readable and
-# resolvable (Kedro evaluates node annotations).
+# pandas loads inside the nodes (see pipelines/variants/nodes.py).
 DataFrame = Any  # pandas.DataFrame
 
 
-def validate_dataset(
-    raw: Mapping[str, np.ndarray], class_names: list[str]
-) -> tuple[ReadOnlyArrays, dict[str, Any]]:
+def validate_dataset(raw: Mapping[str, np.ndarray], class_names: list[str]) -> tuple[ReadOnlyArrays, dict[str, Any]]:
     """Check labels and classes beyond the file format; return the data (read-only, so that
     Kedro passes it on without copying) and a summary of it."""
     summary: dict[str, Any] = {"classes": list(class_names)}
@@ -66,24 +62,18 @@ def normalise_images(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
 
 def prepare_model_inputs(data: Mapping[str, np.ndarray], dtype: str = "float32") -> ReadOnlyArrays:
     """The model inputs: normalised train and test images with their labels, as one set."""
-    return ReadOnlyArrays(
-        {
-            "train_images": normalise_images(data["train_images"], dtype),
-            "train_labels": data["train_labels"],
-            "test_images": normalise_images(data["test_images"], dtype),
-            "test_labels": data["test_labels"],
-        }
-    )
+    keys = ("train_images", "train_labels", "test_images", "test_labels")
+    return ReadOnlyArrays({k: normalise_images(data[k], dtype) if k.endswith("_images") else data[k] for k in keys})
 
 
-def tabulate_first_test_labels(
-    data: Mapping[str, np.ndarray], class_names: list[str], count: int, highlighted: list[int]
-) -> tuple[DataFrame, str]:
+def tabulate_first_test_labels(data: Mapping[str, np.ndarray], class_names: list[str], count: int,
+                               highlighted: list[int]) -> tuple[DataFrame, str]:
     """The notebook's ``print(test_labels[:100])``: a table with class names, and the printout
     with the activation grid's images called out (the notebook's 0, 23 and 28 are all 9)."""
     import pandas as pd
 
-    labels = data["test_labels"][:count]
+    all_labels = data["test_labels"]
+    labels = all_labels[:count]
     table = pd.DataFrame(
         {
             "index": np.arange(len(labels)),
@@ -92,15 +82,15 @@ def tabulate_first_test_labels(
             "in_activation_grid": np.isin(np.arange(len(labels)), highlighted),
         }
     )
-    shown = [i for i in highlighted if i < len(data["test_labels"])]
+    shown = [i for i in highlighted if i < len(all_labels)]
     lines = [
         f"First {len(labels)} test labels (print(test_labels[:{count}])):",
         np.array2string(labels, max_line_width=80),
         "",
         "Images in the activation grid (`activation_grid.image_indices`):",
-        *(f"  test image {i}: label {data['test_labels'][i]} ({class_names[data['test_labels'][i]]})" for i in shown),
+        *(f"  test image {i}: label {all_labels[i]} ({class_names[all_labels[i]]})" for i in shown),
     ]
-    if shown and len({int(data["test_labels"][i]) for i in shown}) == 1:
-        lines.append(f"All {len(shown)} are class {data['test_labels'][shown[0]]}, so their activations can be compared.")
+    if shown and len({int(all_labels[i]) for i in shown}) == 1:
+        lines.append(f"All {len(shown)} are class {all_labels[shown[0]]}, so their activations can be compared.")
     return table, "\n".join(lines) + "\n"
 

@@ -28,12 +28,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 tabulate_first_test_labels,
-                inputs=[
-                    "fashion_mnist_validated",
-                    "params:data.class_names",
-                    "params:test_labels_preview.count",
-                    "params:activation_grid.image_indices",
-                ],
+                inputs=["fashion_mnist_validated", "params:data.class_names", "params:test_labels_preview.count",
+                        "params:activation_grid.image_indices"],
                 outputs=["test_labels_preview", "test_labels_preview_text"],
                 name="tabulate_first_test_labels",
             ),

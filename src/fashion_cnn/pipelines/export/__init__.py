@@ -1,5 +1,3 @@
 """A trained variant as a TensorFlow SavedModel for serving: `kedro run --pipelines export`."""
 
-from .pipeline import create_pipeline
-
-__all__ = ["create_pipeline"]
+from .pipeline import create_pipeline  # NOQA

@@ -1,5 +1,3 @@
 """Classify your own images with a trained variant: `kedro run --pipelines predict --params predict.images=...`."""
 
-from .pipeline import create_pipeline
-
-__all__ = ["create_pipeline"]
+from .pipeline import create_pipeline  # NOQA

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fashion_cnn.datasets.image_files import DEFAULT_MAX_BYTES, UnusableImageError, open_image
+from fashion_cnn.datasets.image_files import UnusableImageError, open_image
 from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
 from fashion_cnn.model.choice import choose_model
 
@@ -45,23 +45,18 @@ def prepare_images(images: Mapping[str, Callable[[], Any]], input_shape: list[in
     the usable ones) and ``images`` (the usable ones, ``(n, height, width, 1)`` float32 in [0, 1]).
     """
     size = (int(input_shape[0]), int(input_shape[1]))
-    files, problems, prepared = [], [], []
+    problems, prepared = [], []
     for name, load in images.items():
         try:
             prepared.append(fashion_mnist_image(load(), size))
-            problem = ""
-        except UnusableImageError as exc:
-            problem = exc.reason
-        except NoItemFound as exc:
-            problem = str(exc)
-        files.append(name)
-        problems.append(problem)
-        if problem:
-            logger.warning("Skipped %s: %s.", name, problem)
-    if files and not prepared:
-        logger.warning("None of the %d file(s) is a usable image.", len(files))
+            problems.append("")
+        except (UnusableImageError, NoItemFound) as exc:
+            problems.append(exc.reason if isinstance(exc, UnusableImageError) else str(exc))
+            logger.warning("Skipped %s: %s.", name, problems[-1])
+    if images and not prepared:
+        logger.warning("None of the %d file(s) is a usable image.", len(images))
     return ReadOnlyArrays({
-        "files": np.array(files, dtype=str),
+        "files": np.array(list(images), dtype=str),
         "problems": np.array(problems, dtype=str),
         "images": np.stack(prepared)[..., np.newaxis] if prepared else np.zeros((0, *size, 1), np.float32),
     })
@@ -77,9 +72,7 @@ def decoded_image(encoded: Any, name: str) -> Callable[[], Any]:
             content = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise UnusableImageError(name, "the `image` value is not base64 text") from None
-        if len(content) > DEFAULT_MAX_BYTES:
-            raise UnusableImageError(name, f"file too large ({len(content) / 1e6:.1f} MB)")
-        return open_image(io.BytesIO(content), name, len(content))
+        return open_image(io.BytesIO(content), name, len(content))  # refuses it if too large
 
     return load
 
@@ -90,12 +83,11 @@ def prepare_request_images(request: DataFrame, input_shape: list[int]) -> ReadOn
     if "image" not in request:
         raise ValueError(f"The request needs a column `image` (image files in base64); it has {list(request.columns)}.")
     names = list(request["file"]) if "file" in request else [None] * len(request)
-    loaders, seen = {}, set()
+    loaders = {}
     for index, (name, encoded) in enumerate(zip(names, request["image"], strict=True)):
         name = str(name) if isinstance(name, str) and name else f"image {index + 1}"
-        if name in seen:
+        if name in loaders:
             name = f"{name} ({index + 1})"
-        seen.add(name)
         loaders[name] = decoded_image(encoded, name)
     return prepare_images(loaders, input_shape)
 
@@ -145,10 +137,8 @@ def plot_contact_sheet(prepared: Mapping[str, np.ndarray], predictions: DataFram
 
     from fashion_cnn.pipelines.variants.figures import fixed_margins
 
-    usable_rows = prepared["problems"] == ""
-    usable = predictions[usable_rows]
-    skipped = [(file, problem) for file, problem in zip(prepared["files"], prepared["problems"], strict=True)
-               if problem]
+    usable = predictions[prepared["problems"] == ""]
+    skipped = [(f, p) for f, p in zip(prepared["files"], prepared["problems"], strict=True) if p]
     shown = min(len(usable), settings["max_images"])
     columns = max(1, min(settings["columns"], shown))
     rows = -(-shown // columns)
@@ -171,8 +161,7 @@ def plot_contact_sheet(prepared: Mapping[str, np.ndarray], predictions: DataFram
             ax.imshow(prepared["images"][index, :, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_title(f"{row.class_1}\n{row.probability_1:.0%}", fontsize=9, pad=3)
             ax.set_xlabel(_shorten(row.file, 20), fontsize=7, labelpad=2)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
         for ax in axes[shown:]:
             ax.set_axis_off()
     for number, line in enumerate(lines):

@@ -4,18 +4,9 @@ Fashion-MNIST's images were made from product photos on a white background (Xiao
 Vollgraf 2017, "Fashion-MNIST", section 2): trimmed to the item, the longest edge resized to 28
 pixels, the shorter edge padded to 28 with the item in the centre, the intensities negated, and
 stored as 8-bit grey. Their brightest pixel is (almost always) 255. :func:`fashion_mnist_image`
-does the same to any picture:
-
-1. grey (ITU-R 601-2 luma), photos turned upright by their EXIF orientation, a transparent
-   background made white;
-2. the background level read from the picture's edges (their median): a light background
-   makes the item the dark part, a dark background the light part; either way the item's
-   contrast with the background becomes the brightness, on black, as in Fashion-MNIST;
-3. trimmed to the item: the box around every pixel whose contrast is at least
-   ``ITEM_THRESHOLD`` of the strongest;
-4. the longest edge resized to 28 (Lanczos, which averages the pixels it shrinks), centred on a
-   28x28 black square;
-5. scaled so that the brightest pixel is 1: values in [0, 1], as the model inputs.
+does the same to any picture (the steps: docs/predict.md). The background level is read from the
+picture's edges, so the item may be dark on light or light on dark: either way its contrast with
+the background becomes the brightness, on black, as in Fashion-MNIST.
 
 The paper's sharpening step is left out: it is tuned to its source photos, and the model has
 never needed it on its own test images.

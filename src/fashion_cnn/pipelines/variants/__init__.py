@@ -1,5 +1,3 @@
 """One reusable build -> train -> evaluate pipeline; each model variant is a namespace of it."""
 
-from .pipeline import create_pipeline, variant_pipeline
-
-__all__ = ["create_pipeline", "variant_pipeline"]
+from .pipeline import create_pipeline  # NOQA

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from fashion_cnn.model.activations import check_activation_settings
+from fashion_cnn.parameters import ActivationGrid
 
-# pandas and matplotlib load inside the nodes, so that `kedro registry list` and other CLI calls that
-# import this module do not pay for them; the aliases keep the signatures readable and
-# resolvable (Kedro evaluates node annotations).
+# pandas and matplotlib load inside the nodes (see nodes.py).
 DataFrame = Any  # pandas.DataFrame
 Figure = Any  # matplotlib.figure.Figure
 
@@ -31,13 +30,8 @@ def fixed_margins(figure: Figure, left: float, right: float, top: float, bottom:
                            bottom=bottom / height, wspace=wspace, hspace=hspace)
 
 
-def render_activation_grid(
-    model: Any,
-    images: np.ndarray,
-    labels: np.ndarray,
-    settings: dict[str, Any],
-    class_names: list[str],
-) -> Figure:
+def render_activation_grid(model: Any, images: np.ndarray, labels: np.ndarray,
+                           settings: ActivationGrid | Mapping[str, Any], class_names: list[str]) -> Figure:
     """The notebook's grid: filter ``filter_index`` of each chosen layer (columns) for each image (rows).
 
     All activations come from one batched forward pass of an activation model built on
@@ -46,8 +40,9 @@ def render_activation_grid(
     import keras
     from matplotlib.figure import Figure
 
+    settings = ActivationGrid.of(settings)
     layers = check_activation_settings(model, settings, len(images))
-    indices, filter_index = list(settings["image_indices"]), settings["filter_index"]
+    indices, filter_index = list(settings.image_indices), settings.filter_index
     activation_model = keras.Model(inputs=model.inputs, outputs=[layer.output for layer in layers])
     activations = activation_model.predict_on_batch(images[indices])
     if len(layers) == 1:
@@ -60,37 +55,21 @@ def render_activation_grid(
         for col, layer in enumerate(layers):
             ax = axes[row, col]
             # float32: a mixed_bfloat16 model's feature maps are bfloat16, which matplotlib cannot draw
-            ax.imshow(np.asarray(activations[col], dtype=np.float32)[row, :, :, filter_index], cmap=settings["cmap"])
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.imshow(np.asarray(activations[col], dtype=np.float32)[row, :, :, filter_index], cmap=settings.cmap)
+            ax.set(xticks=[], yticks=[])
             if row == 0:
                 ax.set_title(f"{layer.name}\n{tuple(layer.output.shape[1:])}", fontsize=9)
             if col == 0:
                 ax.set_ylabel(f"image {image_index}\n{class_names[labels[image_index]]}", fontsize=9)
-    figure.suptitle(f"{model.name}: filter {filter_index} of each layer ({settings['cmap']})")
+    figure.suptitle(f"{model.name}: filter {filter_index} of each layer ({settings.cmap})")
     return figure
 
 
-
-def render_test_activation_grid(
-    model: Any, model_inputs: Mapping[str, np.ndarray], settings: dict[str, Any], class_names: list[str]
-) -> Figure:
+def render_test_activation_grid(model: Any, model_inputs: Mapping[str, np.ndarray], settings: ActivationGrid,
+                                class_names: list[str]) -> Figure:
     """:func:`render_activation_grid` for the run's test images."""
-    return render_activation_grid(
-        model, model_inputs["test_images"], model_inputs["test_labels"], settings, class_names
-    )
-
-def kernel_mosaic(kernels: np.ndarray, columns: int) -> np.ndarray:
-    """``(height, width, filters)`` kernels tiled row by row into one image, NaN between tiles."""
-    height, width, filters = kernels.shape
-    rows = -(-filters // columns)
-    mosaic = np.full((rows * (height + 1) - 1, columns * (width + 1) - 1), np.nan)
-    for index in range(filters):
-        row, col = divmod(index, columns)
-        mosaic[row * (height + 1) : row * (height + 1) + height, col * (width + 1) : col * (width + 1) + width] = (
-            kernels[:, :, index]
-        )
-    return mosaic
+    images, labels = model_inputs["test_images"], model_inputs["test_labels"]
+    return render_activation_grid(model, images, labels, settings, class_names)
 
 
 def plot_first_layer_kernels(model: Any) -> Figure:
@@ -107,11 +86,16 @@ def plot_first_layer_kernels(model: Any) -> Figure:
     columns = min(filters, 8)
     rows = -(-filters // columns)
     limit = float(np.abs(kernels).max()) or 1.0
+    # The kernels tiled row by row into one image, a NaN row and column between tiles.
+    tiles = np.full((rows * columns, height + 1, width + 1), np.nan)
+    tiles[:filters, :height, :width] = kernels.transpose(2, 0, 1)
+    mosaic = tiles.reshape(rows, columns, height + 1, width + 1).transpose(0, 2, 1, 3)
+    mosaic = mosaic.reshape(rows * (height + 1), columns * (width + 1))[:-1, :-1]
     figure = Figure(figsize=(1.1 * columns + 1.2, 1.1 * rows + 0.7))
     fixed_margins(figure, left=0.1, right=1.1, top=0.5, bottom=0.2)
     ax = figure.subplots()
     cmap = matplotlib.colormaps["coolwarm"].with_extremes(bad="white")
-    image = ax.imshow(kernel_mosaic(kernels, columns), cmap=cmap, vmin=-limit, vmax=limit)
+    image = ax.imshow(mosaic, cmap=cmap, vmin=-limit, vmax=limit)
     for index in range(filters):
         row, col = divmod(index, columns)
         ax.text(col * (width + 1) - 0.45, row * (height + 1) - 0.45, str(index), fontsize=7, va="top")

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from fashion_cnn.model.architecture import model_summary
-from fashion_cnn.model.training import compiled_model, make_callbacks, merge_training_settings
+from fashion_cnn.model.training import compiled_model, make_callbacks
+from fashion_cnn.parameters import merge_training_settings
 
 # pandas loads inside the nodes, so that `kedro registry list` and other CLI calls that
 # import this module do not pay for them; the aliases keep the signatures readable and
@@ -17,9 +18,8 @@ from fashion_cnn.model.training import compiled_model, make_callbacks, merge_tra
 DataFrame = Any  # pandas.DataFrame
 
 
-def resolve_training_settings(
-    variant: str, defaults: dict[str, Any], overrides: dict[str, Any] | None, precision: str = "float32"
-) -> dict[str, Any]:
+def resolve_training_settings(variant: str, defaults: dict[str, Any], overrides: dict[str, Any] | None,
+                              precision: str = "float32") -> dict[str, Any]:
     """The variant's training settings: ``training_defaults`` updated with its own ``training``,
     and the run's numeric precision (``runtime.precision``, resolved for this machine)."""
     return merge_training_settings(variant, defaults, overrides, precision)
@@ -31,9 +31,8 @@ def build_model(variant: str, architecture: list[Any], settings: dict[str, Any],
     return model_summary(compiled_model(variant, architecture, settings, data))
 
 
-def _split_validation(
-    images: np.ndarray, labels: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+def _split_validation(images: np.ndarray, labels: np.ndarray, fraction: float,
+                      seed: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Hold out a seeded random ``fraction`` of the training set for validation."""
     if not fraction:
         return images, labels, None
@@ -43,13 +42,8 @@ def _split_validation(
     return images[train], labels[train], (images[val], labels[val])
 
 
-def train_model(
-    variant: str,
-    architecture: list[Any],
-    settings: dict[str, Any],
-    data: dict[str, Any],
-    model_inputs: Mapping[str, np.ndarray],
-) -> tuple[Any, DataFrame]:
+def train_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any],
+                model_inputs: Mapping[str, np.ndarray]) -> tuple[Any, DataFrame]:
     """Build the model and fit it on the training images (Keras ``fit``, progress bar by default);
     return it and its per-epoch history.
 
@@ -90,7 +84,7 @@ def train_model(
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     history["seconds"] = timer.seconds
     # The whole call, with Keras's input set-up and tear-down around the epochs (up to several
-    # seconds here), as a script times `model.fit`; for RunTimingsHook, not written to the CSV.
+    # seconds here), as a script times `model.fit`; for benchmarks/timed_run.py, not written to the CSV.
     history.attrs["fit_seconds"] = time.perf_counter() - start
     return model, history
 
@@ -99,8 +93,7 @@ def validation_summary(history: DataFrame) -> dict[str, Any]:
     """The overfitting study's figures: best validation-loss epoch and the final train-validation gap."""
     if "val_loss" not in history:
         return {}
-    best = history.loc[history["val_loss"].idxmin()]
-    last = history.iloc[-1]
+    best, last = history.loc[history["val_loss"].idxmin()], history.iloc[-1]
     summary = {
         "best_val_loss_epoch": int(best["epoch"]),
         "best_val_loss": round(float(best["val_loss"]), 4),
@@ -113,13 +106,8 @@ def validation_summary(history: DataFrame) -> dict[str, Any]:
     return summary
 
 
-def evaluate_model(
-    model: Any,
-    history: DataFrame,
-    model_inputs: Mapping[str, np.ndarray],
-    settings: dict[str, Any],
-    class_names: list[str],
-) -> tuple[dict[str, Any], DataFrame]:
+def evaluate_model(model: Any, history: DataFrame, model_inputs: Mapping[str, np.ndarray], settings: dict[str, Any],
+                   class_names: list[str]) -> tuple[dict[str, Any], DataFrame]:
     """Test-set metrics from one forward pass, and the per-image predictions.
 
     Loss and accuracy are computed as Keras's ``evaluate`` does (sparse categorical
@@ -157,15 +145,8 @@ def evaluate_model(
         **validation_summary(history),
     }
     names = np.asarray(class_names, dtype=object)
-    predictions = pd.DataFrame(
-        {
-            "label": labels,
-            "label_name": names[labels],
-            "predicted": predicted,
-            "predicted_name": names[predicted],
-            "confidence": probabilities.max(axis=1).round(4),
-            "correct": correct,
-        }
-    )
+    predictions = pd.DataFrame({"label": labels, "label_name": names[labels], "predicted": predicted,
+                                "predicted_name": names[predicted], "confidence": probabilities.max(axis=1).round(4),
+                                "correct": correct})
     return metrics, predictions
 

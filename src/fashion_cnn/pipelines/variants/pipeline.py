@@ -8,7 +8,7 @@ from typing import Any
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from fashion_cnn.variants import is_convolutional, load_variants
+from fashion_cnn.variants import TRAINING_NODE, is_convolutional, load_variants
 
 from .figures import (
     plot_confusion_matrix,
@@ -19,8 +19,7 @@ from .figures import (
 )
 from .nodes import build_model, evaluate_model, resolve_training_settings, train_model
 
-# Inputs every variant shares: the model inputs and the project-wide parameters.
-SHARED_INPUTS = {"model_inputs"}
+# Parameters every variant shares (project-wide, not namespaced); the model inputs are shared too.
 SHARED_PARAMETERS = {"params:data", "params:data.class_names", "params:training_defaults", "params:activation_grid",
                      "params:runtime.precision"}
 
@@ -38,14 +37,6 @@ class ForVariant:
 
     def __call__(self, *args: Any) -> Any:
         return self.func(self.variant, *args)
-
-
-def template(variant: str, convolutional: bool) -> Pipeline:
-    """build -> train -> evaluate -> report, with dataset names relative to the variant's namespace.
-
-    Convolutional variants also get the notebook's activation grid and their learned kernels.
-    """
-    return training(variant) + reporting() + (convolution_reporting() if convolutional else Pipeline([]))
 
 
 def training(variant: str) -> Pipeline:
@@ -67,17 +58,11 @@ def training(variant: str) -> Pipeline:
                 ForVariant(train_model, variant),
                 inputs=["params:architecture", "training_settings", "params:data", "model_inputs"],
                 outputs=["model", "training_history"],
-                name="train_model",
+                name=TRAINING_NODE,
             ),
             node(
                 evaluate_model,
-                inputs=[
-                    "model",
-                    "training_history",
-                    "model_inputs",
-                    "training_settings",
-                    "params:data.class_names",
-                ],
+                inputs=["model", "training_history", "model_inputs", "training_settings", "params:data.class_names"],
                 outputs=["metrics", "test_predictions"],
                 name="evaluate_model",
             ),
@@ -88,18 +73,10 @@ def training(variant: str) -> Pipeline:
 def reporting() -> Pipeline:
     return pipeline(
         [
-            node(
-                plot_confusion_matrix,
-                inputs=["test_predictions", "params:data.class_names"],
-                outputs="confusion_matrix",
-                name="plot_confusion_matrix",
-            ),
-            node(
-                tabulate_per_class_accuracy,
-                inputs=["test_predictions", "params:data.class_names"],
-                outputs="per_class_accuracy",
-                name="tabulate_per_class_accuracy",
-            ),
+            node(plot_confusion_matrix, ["test_predictions", "params:data.class_names"], "confusion_matrix",
+                 name="plot_confusion_matrix"),
+            node(tabulate_per_class_accuracy, ["test_predictions", "params:data.class_names"], "per_class_accuracy",
+                 name="tabulate_per_class_accuracy"),
             node(plot_learning_curves, "training_history", "learning_curves", name="plot_learning_curves"),
         ]
     )
@@ -119,21 +96,18 @@ def convolution_reporting() -> Pipeline:
     )
 
 
-def variant_tags(variant: str, spec: Mapping[str, Any]) -> list[str]:
-    """Kedro tags of a variant: its name, its configured tags, and `convolutional` where it applies."""
-    tags = [variant, *spec.get("tags", [])]
-    return tags + ["convolutional"] if is_convolutional(spec) else tags
-
-
 def variant_pipeline(variant: str, spec: Mapping[str, Any]) -> Pipeline:
-    """The template as the namespace ``variant``."""
-    variant_template = template(variant, is_convolutional(spec))
+    """build -> train -> evaluate -> report as the namespace ``variant``, tagged with its name and
+    configured tags. Convolutional variants also get the notebook's activation grid and their
+    learned kernels, and the tag `convolutional`."""
+    convolutional = is_convolutional(spec)
+    template = training(variant) + reporting() + (convolution_reporting() if convolutional else Pipeline([]))
     return pipeline(
-        variant_template,
+        template,
         namespace=variant,
-        inputs=SHARED_INPUTS,
-        parameters=SHARED_PARAMETERS & variant_template.inputs(),
-        tags=variant_tags(variant, spec),
+        inputs={"model_inputs"},
+        parameters=SHARED_PARAMETERS & template.inputs(),
+        tags=[variant, *spec.get("tags", []), *(["convolutional"] if convolutional else [])],
     )
 
 
