@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import subprocess
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -70,6 +71,23 @@ def copy_project(target: Path) -> Path:
     if raw_data is not None:
         (target / "data/01_raw/fashion-mnist").symlink_to(raw_data)
     return target
+
+
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, options: str):
+    """A real tmpfs (``options``: ``size=3m``, ``ro,size=1m``, ...) mounted at ``mount_point`` for the
+    block, unmounted afterwards; root needed, as CI has."""
+    import pytest
+
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root needed): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def nest(params: dict) -> dict:

@@ -180,12 +180,14 @@ def artifact_paths(client: Any, run_id: str, folder: str | None = None) -> set[s
 
 
 def variant_run_layout(client: Any, run: Any) -> dict[str, Any]:
-    """What a variant's MLflow run holds: its name, status, tags (less the parent's id), parameters,
-    the names of its metrics and its artifact files."""
+    """What a variant's MLflow run holds: its name, status, tags (less the parent's id and the program
+    that started the process, `airflow` or `pytest`), parameters, the names of its metrics and its
+    artifact files."""
     return {
         "name": run.info.run_name,
         "status": run.info.status,
-        "tags": {key: value for key, value in run.data.tags.items() if key != "mlflow.parentRunId"},
+        "tags": {key: value for key, value in run.data.tags.items()
+                 if key not in ("mlflow.parentRunId", "mlflow.source.name")},
         "params": run.data.params,
         "metrics": sorted(run.data.metrics),
         "artifacts": sorted(artifact_paths(client, run.info.run_id)),

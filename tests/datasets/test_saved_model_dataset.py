@@ -4,19 +4,17 @@ leaves nothing under its name nor a temporary folder, and a previous export stay
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from kedro.io import DatasetError
 from kedro.io.core import Version
-from support import copy_project
+from support import copy_project, tmpfs
 
 from fashion_cnn.datasets.saved_model_dataset import SavedModelDataset
 
@@ -26,20 +24,6 @@ VERSION = "2026-01-01T00.00.00.001Z"
 def disk_full(final: Path) -> str:
     """The project's disk-full message for ``final``, as a pattern."""
     return rf"No space left on the disk while saving {re.escape(str(final))} \(\d+\.\d MB free\)\. Nothing was written"
-
-
-@contextlib.contextmanager
-def tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
-    """A real tmpfs mounted at ``mount_point`` with ``options``, unmounted afterwards."""
-    mount_point.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root needed): {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def dense_model(inputs: int, units: int):

@@ -4,33 +4,20 @@ real, with nothing left behind."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from support import tmpfs
 
 from fashion_cnn.datasets.whole_files import unwritable_folders
 
 NOBODY = 65534
 
 
-@contextlib.contextmanager
-def read_only_disk(mount_point: Path) -> Iterator[Path]:
-    """A real read-only file system (tmpfs) at ``mount_point``, unmounted afterwards."""
-    mount_point.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root needed): {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+def read_only_disk(mount_point: Path):
+    return tmpfs(mount_point, "ro,size=1m")
 
 
 def test_a_read_only_folder_is_reported_in_one_line_naming_it(tmp_path):

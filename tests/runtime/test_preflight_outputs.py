@@ -8,28 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from support import QUICK, copy_project
+from support import QUICK, copy_project, tmpfs
 
 
 def test_a_read_only_models_folder_stops_the_run_before_any_node(tmp_path: Path, real_data_dir: Path) -> None:
     project = copy_project(tmp_path / "project")
     models = project / "data/06_models"
-    # Ample size, so that the free-space check cannot be what stops the run; a tmpfs takes no memory empty.
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1g", "tmpfs", str(models)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root needed): {mounted.stderr.strip()}")
     params = {**QUICK, "cnn.training.epochs": 1, "cnn.training.verbose": 2}
-    try:
+    # Ample size, so that the free-space check cannot be what stops the run; a tmpfs takes no memory empty.
+    with tmpfs(models, "ro,size=1g"):
         run = subprocess.run(
             [sys.executable, "-m", "kedro", "run", "--pipelines", "cnn",
              "--params", ",".join(f"{key}={value}" for key, value in params.items())],
             cwd=project, capture_output=True, text=True, timeout=600,
             env={**os.environ, "COLUMNS": "250", "TF_CPP_MIN_LOG_LEVEL": "2"},
         )
-    finally:
-        subprocess.run(["umount", "-l", str(models)], check=False)
     console = run.stdout + run.stderr
     assert run.returncode != 0, console[-3000:]
     assert "Running node" not in console and "Epoch 1/1" not in console, console[-3000:]

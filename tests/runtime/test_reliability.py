@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import IDX_NAMES, QUICK, QuietHandler, run_session, serve_folder
+from support import IDX_NAMES, QUICK, QuietHandler, run_session, serve_folder, tmpfs
 from kedro.io import DatasetError
 from kedro.io.core import Version
 
@@ -115,16 +115,8 @@ def test_a_killed_model_save_is_never_the_latest_and_the_next_save_sweeps_its_te
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A real 3 MB file system (tmpfs); needs root, as CI has."""
-    mount_point = tmp_path / "small_disk"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root needed): {result.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small_disk", "size=3m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_a_full_disk_during_a_save_keeps_the_previous_version_and_says_so(small_disk):
