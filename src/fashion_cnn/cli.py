@@ -17,7 +17,6 @@ from typing import Any
 
 import click
 from kedro.framework.cli.project import run as kedro_run
-
 from kedro.io import DatasetError
 from kedro.validation.exceptions import ParameterValidationError
 

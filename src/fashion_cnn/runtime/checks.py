@@ -45,7 +45,6 @@ def check_run(run_params: Mapping[str, Any], pipeline: Any, catalog: Any) -> Non
     checked.check_broken_variants(broken, parameters, run_params.get("pipeline_names"))
     data = parameters["data"]
     checked.check_data_parameters(data)
-    checked.runtime_environment(parameters.get("runtime"))
     precision = catalog.load("params:runtime.precision") if "params:runtime.precision" in catalog else "float32"
     if precision == "mixed_bfloat16" and not checked.cpu_has_bf16():
         import tensorflow as tf

@@ -55,9 +55,8 @@ def node_finished_elsewhere(node: Any) -> None:
     hooks ran instead of here."""
     if _current is not None:
         _current.after_node_run(node)
-        variant = variant_of(node.name)
-        if variant in _current._pending and f"{variant}.model" in node.outputs:
-            _current._models_saved.add(variant)
+        for name in node.outputs:  # saved there, whole
+            _current.note_saved(name, None)
 
 
 class RunLifecycle:
@@ -142,6 +141,11 @@ class RunLifecycle:
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        self.note_saved(dataset_name, data)
+        self._stop_if_interrupted()
+
+    def note_saved(self, dataset_name: str, data: Any) -> None:
+        """A variant's model saved, or its metrics (kept for the score table; in a worker: read back)."""
         variant = variant_of(dataset_name)
         if variant in self._pending:
             with self._lock:
@@ -149,7 +153,6 @@ class RunLifecycle:
                     self._models_saved.add(variant)
                 elif dataset_name == f"{variant}.metrics" and isinstance(data, Mapping):
                     self._metrics[variant] = data
-        self._stop_if_interrupted()
 
     def _stop_if_interrupted(self) -> None:
         """Library code sometimes absorbs the KeyboardInterrupt that a signal raised in it (Keras's

@@ -208,10 +208,11 @@ class SweepRunner(ParallelRunner):
         super().__init__(max_workers=self._most_workers, is_async=is_async)
 
     def run(self, pipeline: Any, catalog: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        if self._get_required_workers_count(pipeline) > 1 and not kedro_mlflow_hooks_active():
+        tracking = kedro_mlflow_hooks_active()
+        if self._get_required_workers_count(pipeline) > 1 and not tracking:
             self._priorities = node_priorities(pipeline, training_costs(pipeline, catalog))
             return super().run(pipeline, catalog, *args, **kwargs)
-        if kedro_mlflow_hooks_active():  # in a worker, without the parent's MLflow run, its hooks would open stray runs
+        if tracking:  # in a worker, without the parent's MLflow run, its hooks would open stray runs
             logger.warning("MLflow tracking (kedro-mlflow) is active: training one variant after the other, "
                            "in this process, so that every variant keeps its own MLflow run.")
         # Every node here, with the session's hooks (ParallelRunner passes none on) and unshared memory datasets.
