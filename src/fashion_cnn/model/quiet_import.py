@@ -1,15 +1,12 @@
-"""A quiet TensorFlow import: drop the known, harmless lines it prints on a machine without a GPU
-(the absl preamble, "Could not find cuda drivers", the ``cuInit`` failure and the oneDNN notice; the
-patterns below match TensorFlow 2.21's exact lines).
+"""A quiet TensorFlow import: the known, harmless lines TensorFlow 2.21 prints on a machine without a GPU
+(the absl preamble, "Could not find cuda drivers", the ``cuInit`` failure of the first device listing,
+and the oneDNN notice when ``TF_CPP_MIN_LOG_LEVEL`` hides TensorFlow's other INFO lines) are dropped;
+every other line reaches stderr, in order.
 
-TensorFlow writes these from C++ straight to file descriptor 2, before its logging is set up, so
-neither ``TF_CPP_MIN_LOG_LEVEL`` nor Python's ``logging``/``warnings`` can reach them.
-:func:`import_tensorflow` imports it with file descriptor 2 captured in an unlinked temporary file,
-and afterwards writes every line to the real stderr, in order, except those. Only if TensorFlow said
-it found no CUDA driver are its devices then listed once, captured the same way, because that is when
-the ``cuInit`` failure is printed; on a machine with a driver, a ``cuInit`` failure is never dropped.
-The oneDNN notice is dropped when ``TF_CPP_MIN_LOG_LEVEL`` (the project's default: 1) hides
-TensorFlow's other INFO lines, which it is printed too early to obey.
+TensorFlow writes them from C++ straight to file descriptor 2, before its logging is set up, so neither
+``TF_CPP_MIN_LOG_LEVEL`` nor Python's ``logging`` can reach them: the import and the first device listing
+run with descriptor 2 captured in an unlinked temporary file. A ``cuInit`` failure goes only after
+TensorFlow said there is no driver: on a machine with one, it is a real problem.
 """
 
 from __future__ import annotations
@@ -23,41 +20,28 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-ABSL_PREAMBLE = re.compile(rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\s*")
-NO_CUDA_DRIVERS = re.compile(
-    rb"[IWE]\d{4} [\d:.]+ +\d+ cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will not be used\.\s*"
-)
-CUINIT_FAILED = re.compile(rb"[EWI]\d{4} [\d:.]+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit: .*")
-ONEDNN_NOTICE = re.compile(rb"[IWE]\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\. .*")
+LOG_LINE = rb"[IWE]\d{4} [\d:.]+ +\d+ "
+PREAMBLE = re.compile(rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\s*")
+NO_DRIVER = re.compile(LOG_LINE + rb"cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will "
+                                  rb"not be used\.\s*")
+CUINIT_FAILED = re.compile(LOG_LINE + rb"cuda_platform\.cc:\d+\] failed call to cuInit: .*")
+ONEDNN_NOTICE = re.compile(LOG_LINE + rb"port\.cc:\d+\] oneDNN custom operations are on\. .*")
 
 
-class NoiseFilter:
-    """Decides which captured lines (bytes, without their newline) reach stderr; an absl preamble
-    goes with the line after it when that line goes."""
+def info_hidden() -> bool:
+    """Whether ``TF_CPP_MIN_LOG_LEVEL`` (1 or more) hides TensorFlow's INFO lines."""
+    with contextlib.suppress(ValueError):
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL") or 0) >= 1
+    return False
 
-    def __init__(self, no_cuda_drivers: bool = False, hide_info: bool | None = None) -> None:
-        self.no_cuda_drivers = no_cuda_drivers
-        if hide_info is None:  # TF_CPP_MIN_LOG_LEVEL 1 or more hides TensorFlow's INFO lines
-            with contextlib.suppress(ValueError):
-                hide_info = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL") or 0) >= 1
-        self.hide_info = bool(hide_info)
-        self.dropped: list[bytes] = []
 
-    def _is_noise(self, line: bytes) -> bool:
-        if NO_CUDA_DRIVERS.fullmatch(line):
-            self.no_cuda_drivers = True
-            return True
-        if self.hide_info and ONEDNN_NOTICE.fullmatch(line):
-            return True
-        return self.no_cuda_drivers and CUINIT_FAILED.fullmatch(line) is not None
-
-    def keep(self, lines: list[bytes]) -> list[bytes]:
-        """The lines to write, in order."""
-        noise = [not ABSL_PREAMBLE.fullmatch(line) and self._is_noise(line) for line in lines]
-        kept = []
-        for line, is_noise, next_is_noise in zip(lines, noise, [*noise[1:], False]):
-            (self.dropped if is_noise or (next_is_noise and ABSL_PREAMBLE.fullmatch(line)) else kept).append(line)
-        return kept
+def noise(lines: list[bytes], hide_info: bool) -> list[bool]:
+    """Which ``lines`` (without their newline) to drop; a preamble goes with the line after it."""
+    no_driver = any(NO_DRIVER.fullmatch(line) for line in lines)
+    known = [bool(NO_DRIVER.fullmatch(line) or (no_driver and CUINIT_FAILED.fullmatch(line))
+                  or (hide_info and ONEDNN_NOTICE.fullmatch(line))) for line in lines]
+    return [drop or (following and PREAMBLE.fullmatch(line) is not None)
+            for line, drop, following in zip(lines, known, [*known[1:], False])]
 
 
 def _flush_python_stderr() -> None:
@@ -67,28 +51,30 @@ def _flush_python_stderr() -> None:
 
 
 @contextlib.contextmanager
-def filtered_stderr(noise: NoiseFilter | None = None) -> Iterator[NoiseFilter]:
-    """Capture file descriptor 2 until exit, then write it through ``noise`` (a new :class:`NoiseFilter`
-    by default); an unfinished last line is written as it is. Where file descriptor 2 cannot be
-    redirected, only yields the filter."""
-    noise = noise or NoiseFilter()
+def filtered_stderr() -> Iterator[list[bytes]]:
+    """Capture file descriptor 2 until exit, then write it without the known lines, which the yielded
+    list receives; an unfinished last line is written as it is. Where file descriptor 2 cannot be
+    redirected, only yields the list."""
+    dropped: list[bytes] = []
     _flush_python_stderr()
     try:
         saved = os.dup(2)
     except OSError:
-        yield noise
+        yield dropped
         return
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            yield noise
+            yield dropped
         finally:
             _flush_python_stderr()
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
             *lines, unfinished = captured.read().split(b"\n")
-            data = b"".join(line + b"\n" for line in noise.keep(lines)) + unfinished
+            drops = noise(lines, info_hidden())
+            dropped.extend(line for line, drop in zip(lines, drops, strict=True) if drop)
+            data = b"".join(line + b"\n" for line, drop in zip(lines, drops, strict=True) if not drop) + unfinished
             with contextlib.suppress(OSError):  # a closed stderr must not break the import
                 while data:
                     data = data[os.write(2, data):]
@@ -101,10 +87,9 @@ def import_tensorflow() -> Any:
     if "tensorflow" in sys.modules or os.environ.get("FASHION_CNN_TF_NOISE") == "1":
         return importlib.import_module("tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines; a user's value wins
-    with filtered_stderr() as noise:
+    with filtered_stderr():
         import tensorflow
-    if noise.no_cuda_drivers:
-        # No driver: the first device listing prints the cuInit failure; do it now, filtered.
-        with filtered_stderr(NoiseFilter(no_cuda_drivers=True)), contextlib.suppress(Exception):
+
+        with contextlib.suppress(Exception):  # the first listing prints the cuInit failure: here, filtered
             tensorflow.config.list_physical_devices()
     return tensorflow
