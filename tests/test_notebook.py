@@ -28,4 +28,4 @@ def test_notebook_redraws_the_grid_from_the_catalog(project):
     assert text.count("[9 2 1 1 6 1 4 6 5 7") == 1  # print(test_labels[:100])
     assert "113,386" in text  # model.summary()
     figures = [o for o in outputs if o.output_type in ("display_data", "execute_result") and "image/png" in o.data]
-    assert len(figures) == 2
+    assert len(figures) == 4  # two activation grids, Grad-CAM for test images and for a picture file

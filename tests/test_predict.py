@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from support import copy_project, run_session
+from support import PROJECT_ROOT, copy_project, run_session
 from PIL import Image
 
 from fashion_cnn.model.architecture import SpecError
@@ -34,6 +34,9 @@ from fashion_cnn.datasets.image_files import ImageFilesDataset
 from fashion_cnn.pipelines.predict.preparation import NoItemFound, fashion_mnist_image
 from fashion_cnn.runtime.lifecycle import RunLifecycle
 from fashion_cnn.settings import HOOKS
+
+sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
+from novelty_flag import non_clothing_pictures  # noqa: E402 - a script folder, not a package
 
 TRAIN = {
     "data.train_limit": 2000,
@@ -135,7 +138,7 @@ def test_own_images_are_classified_about_as_well_as_the_test_set(trained, tmp_pa
 
     table = pd.read_csv(trained.project / "data/08_reporting/predictions/predictions.csv", keep_default_na=False)
     assert list(table.columns) == ["file", "class_1", "probability_1", "class_2", "probability_2", "class_3",
-                                   "probability_3", "skipped_because"]
+                                   "probability_3", "novelty_score", "unfamiliar", "skipped_because"]
     assert sorted(table["file"]) == sorted([*names, *unusable]), "every file listed once, hidden ones left out"
     skipped = table[table["skipped_because"] != ""].set_index("file")["skipped_because"]
     assert sorted(skipped.index) == sorted(unusable)
@@ -214,9 +217,9 @@ def test_a_folder_without_one_usable_image_gives_a_table_of_reasons(tmp_path):
     prepared = prepare_images(ImageFilesDataset(path=str(tmp_path)).load(), [28, 28, 1])
     assert prepared["images"].shape == (0, 28, 28, 1)
     classes = [f"class {index}" for index in range(10)]
-    table = tabulate_predictions(predict_top_classes(None, prepared, classes, 3), prepared)
+    table = tabulate_predictions(predict_top_classes(None, prepared, {}, classes, 3), prepared)
     assert list(table["file"]) == ["a.txt", "b.jpg", "c.png"]
-    assert table["class_1"].isna().all()
+    assert table[["class_1", "novelty_score", "unfamiliar"]].isna().all().all()
     reasons = list(table["skipped_because"])
     assert "not an image" in reasons[0] and "no item found" in reasons[2], reasons
     figure = plot_contact_sheet(prepared, table, {"variant": "cnn", "version": "v"}, {"max_images": 8, "columns": 4})
@@ -275,6 +278,118 @@ def test_predict_and_export_are_not_in_the_default_pipeline(trained):
     assert not {"trained_models", "predict_images"} & default.inputs()
     assert pipelines["predict"].inputs() >= {"trained_models", "predict_images"}
     assert "trained_models" in pipelines["export"].inputs()
+
+
+# ---- "not something I know": the novelty flag ----
+
+def test_the_novelty_flag_separates_pictures_that_are_not_clothing_from_test_images(trained, real_data_dir,
+                                                                                   monkeypatch):
+    """The shared run's CNN (1 epoch on 2,000 images) and its novelty reference, calibrated on that run's 500
+    test images: 1,000 other test images are flagged about as often as the stated share, and 100 generated
+    pictures that are not clothing (faces, digits, text, noise, shapes), prepared as `predict` prepares
+    pictures, far more often."""
+    from fashion_cnn.datasets.idx import parse_idx, read_bytes
+    from fashion_cnn.model.novelty import novelty_scores
+
+    monkeypatch.chdir(trained.project)
+    model, reference = trained.catalog.load("cnn.model"), trained.catalog.load("cnn.novelty_reference")
+    assert (reference["test_share"], reference["test_images"], reference["fit_images"]) == (0.05, 500, 2000)
+    raw = parse_idx(read_bytes(real_data_dir / "t10k-images-idx3-ubyte.gz"), "test", 3)[500:1500]
+    held_out = (raw / np.float32(255))[..., np.newaxis]
+
+    def flagged(images: np.ndarray) -> float:
+        return float((novelty_scores(model, images, reference) > reference["threshold"]).mean())
+
+    test_share = flagged(held_out)
+    shares = {kind: flagged(np.stack([fashion_mnist_image(picture) for picture in pictures])[..., np.newaxis])
+              for kind, pictures in non_clothing_pictures().items()}
+    print(f"\nflagged: {test_share:.1%} of 1,000 unseen test images; of 20 pictures each: "
+          + ", ".join(f"{kind} {share:.0%}" for kind, share in shares.items()))
+    assert 0.02 <= test_share <= 0.10, "about the stated 5%"
+    assert np.mean(list(shares.values())) >= 0.6, shares
+    assert min(shares.values()) >= 0.25, shares
+
+
+def test_predict_marks_unfamiliar_images_in_the_table_and_on_the_sheet(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(trained.project)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    inputs = trained.catalog.load("model_inputs")
+    rng = np.random.default_rng(3)
+    for index in range(6):
+        image = np.rint(inputs["test_images"][index, :, :, 0] * 255).astype(np.uint8)
+        render_photo(image, rng).save(folder / f"photo_{index}.png")
+    for kind, pictures in non_clothing_pictures(per_kind=2, seed=1).items():
+        for index, picture in enumerate(pictures):
+            picture.save(folder / f"{kind}_{index}.png")
+    (folder / "notes.txt").write_text("not a picture")
+
+    catalog = run_session(trained.project, ["predict"], {"predict.images": str(folder)})
+
+    table = pd.read_csv(trained.project / "data/08_reporting/predictions/predictions.csv", keep_default_na=False)
+    assert list(table.columns)[-3:] == ["novelty_score", "unfamiliar", "skipped_because"]
+    used = table[table["skipped_because"] == ""]
+    assert set(used["unfamiliar"]) <= {"True", "False"}
+    assert table.loc[table["file"] == "notes.txt", ["novelty_score", "unfamiliar"]].values.tolist() == [["", ""]]
+    version = latest(trained.project, "data/06_models/cnn/model.keras/*").name
+    reference = catalog.load("chosen_novelty_reference")
+    assert reference == json.loads(
+        (trained.project / f"data/06_models/cnn/novelty_reference.json/{version}/novelty_reference.json").read_text())
+    scores, unfamiliar = used["novelty_score"].astype(float), used["unfamiliar"] == "True"
+    clear = (scores - reference["threshold"]).abs() > 0.01  # the table's scores are rounded to 2 decimals
+    assert (unfamiliar == (scores > reference["threshold"]))[clear].all()
+    others = used[~used["file"].str.startswith("photo_")]
+    assert unfamiliar[others.index].sum() >= 6, "most of the 10 pictures that are not clothing"
+
+    sheet = np.asarray(Image.open(trained.project / "data/08_reporting/predictions/contact_sheet.png").convert("RGB"))
+    red = (sheet[..., 0] > 200) & (sheet[..., 1] < 60) & (sheet[..., 2] < 60)
+    # A flagged image's thick red frame and red label: about 2,300 pixels at this sheet's size; others none.
+    assert 1500 * unfamiliar.sum() < red.sum() < 3000 * unfamiliar.sum()
+
+
+def test_a_model_without_a_novelty_reference_still_predicts_and_says_so(trained, tmp_path, monkeypatch, caplog):
+    """A model trained before novelty references existed: here the newest model's file copied to an
+    older version, which has none."""
+    monkeypatch.chdir(trained.project)
+    old = trained.project / "data/06_models/cnn/model.keras/2020-01-01T00.00.00.000Z"
+    old.mkdir()
+    (old / "model.keras").write_bytes(latest(trained.project, "data/06_models/cnn/model.keras/*/model.keras")
+                                      .read_bytes())
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    non_clothing_pictures(per_kind=1)["faces"][0].save(folder / "face.png")
+    try:
+        run_session(trained.project, ["predict"], {"predict.images": str(folder), "predict.model_version": old.name})
+    finally:
+        (old / "model.keras").unlink()
+        old.rmdir()
+    table = pd.read_csv(trained.project / "data/08_reporting/predictions/predictions.csv", keep_default_na=False)
+    assert table["class_1"].item() != "" and table["novelty_score"].item() == table["unfamiliar"].item() == ""
+    warnings = [record.getMessage() for record in caplog.records
+                if "novelty reference" in record.getMessage() and record.levelname == "WARNING"]
+    assert len(warnings) == 1, [record.getMessage() for record in caplog.records]
+    assert f"Model version {old.name} of 'cnn' has no novelty reference" in warnings[0]
+    assert warnings[0].endswith("train it again: kedro run --pipelines cnn")
+
+
+def test_no_novelty_reference_at_all_is_no_partition(tmp_path):
+    """A project whose models all predate novelty references: `novelty_references` loads as none."""
+    from fashion_cnn.datasets.optional_partitions import OptionalPartitionedDataset
+
+    (tmp_path / "cnn/model.keras/v").mkdir(parents=True)
+    settings = {"path": str(tmp_path), "dataset": "json.JSONDataset", "filename_suffix": ".json"}
+    assert OptionalPartitionedDataset(**settings).load() == {}
+    (tmp_path / "cnn/model.keras/v/reference.json").write_text("{}")
+    assert list(OptionalPartitionedDataset(**settings).load()) == ["cnn/model.keras/v/reference"]
+
+
+@pytest.mark.parametrize("share", [1.5, "5%"])
+def test_a_bad_novelty_share_fails_before_any_training(trained, monkeypatch, share):
+    monkeypatch.chdir(trained.project)
+    before = written(trained.project)
+    with pytest.raises(SpecError, match=r"Parameter `novelty\.test_share` must be a fraction between 0 and 1"):
+        run_session(trained.project, ["dense"], {**TRAIN, "novelty.test_share": share})
+    assert written(trained.project) == before
 
 
 # ---- export ----
@@ -451,6 +566,9 @@ def test_the_served_prediction_pipeline_answers_raw_images(trained, tmp_path, mo
             assert served["class_1"] == (row.class_1 or None) and served["skipped_because"] == row.skipped_because
             if row.class_1:
                 assert served["probability_1"] == pytest.approx(float(row.probability_1), abs=1e-4)
+                # The same novelty flag: the served model carries the chosen model's novelty reference.
+                assert served["unfamiliar"] == (row.unfamiliar == "True") and row.unfamiliar in ("True", "False")
+                assert served["novelty_score"] == pytest.approx(float(row.novelty_score), abs=0.011)
         assert by_file["notes.txt"]["class_1"] is None and "not an image" in by_file["notes.txt"]["skipped_because"]
 
         # The example request MLflow keeps with the model is a body ready to post.

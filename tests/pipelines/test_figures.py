@@ -127,16 +127,23 @@ def test_first_test_labels_show_the_grids_images(real_data_dir):
     assert "All 3 are class 9" in text
 
 
-def test_runs_write_figures_for_convolutional_variants_only(project):
+def test_runs_write_figures_for_convolutional_variants_only(project, caplog):
     params = {"data.train_limit": 500, "data.test_limit": 100}
     params |= {f"{v}.training.{k}": val for v in ("dense", "cnn") for k, val in (("epochs", 1), ("verbose", 0))}
     run_session(project, ["dense", "cnn"], params)
     reporting = project / "data/08_reporting"
-    for name in ("activation_grid", "first_layer_kernels", "confusion_matrix", "learning_curves"):
+    for name in ("activation_grid", "first_layer_kernels", "confusion_matrix", "learning_curves", "top_losses",
+                 "grad_cam"):
         pngs = list((reporting / "cnn" / f"{name}.png").glob("*/*.png"))
         assert len(pngs) == 1 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((reporting / "dense/confusion_matrix.png").glob("*/*.png"))
     assert not (reporting / "dense/activation_grid.png").exists()  # no convolutions, no grid, no error
+    assert not (reporting / "dense/grad_cam.png").exists()
+    assert list((reporting / "dense/top_losses.png").glob("*/*.png"))
+    assert "No convolution in dense: no activation grid, kernels or Grad-CAM." in caplog.text  # said once
+    assert caplog.text.count("No convolution in") == 1
+    wrong = pd.read_csv(project / "data/07_model_output/dense/test_predictions.csv").eval("label != predicted").sum()
+    assert pd.read_csv(reporting / "dense/most_confused.csv")["count"].sum() == wrong
     assert pd.read_csv(reporting / "cnn/per_class_accuracy.csv")["images"].sum() == 100
     labels = pd.read_csv(reporting / "test_labels_first_100.csv")
     assert labels.loc[[0, 23, 28], "label"].tolist() == [9, 9, 9]

@@ -19,6 +19,7 @@ import numpy as np
 from fashion_cnn.datasets.image_files import UnusableImageError, open_image
 from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
 from fashion_cnn.model.choice import choose_model
+from fashion_cnn.model.novelty import REFERENCE_PARTITION, novelty_scores
 
 from .preparation import NoItemFound, fashion_mnist_image
 
@@ -29,13 +30,19 @@ DataFrame = Any  # pandas.DataFrame
 Figure = Any  # matplotlib.figure.Figure
 
 
-def choose_model_to_predict(trained_models: Mapping[str, Callable[[], Any]], variant: str,
-                            model_version: str | None) -> tuple[Any, dict[str, str]]:
+def choose_model_to_predict(trained_models: Mapping[str, Callable[[], Any]],
+                            novelty_references: Mapping[str, Callable[[], Any]], variant: str,
+                            model_version: str | None) -> tuple[Any, dict[str, str], dict[str, Any]]:
     """The model ``predict.variant`` and ``predict.model_version`` name (null: the newest), loaded,
-    and which one it is."""
+    which one it is, and its novelty reference (empty for a model trained before they existed)."""
     variant, version, load = choose_model(trained_models, variant, model_version, "predict")
     logger.info("Classifying with variant '%s', model version %s.", variant, version)
-    return load(), {"variant": variant, "version": version}
+    reference = novelty_references.get(REFERENCE_PARTITION.format(variant=variant, version=version))
+    if reference is None:
+        logger.warning("Model version %s of '%s' has no novelty reference (it was trained before they existed): "
+                       "the column `unfamiliar` stays empty. To get the flag, train it again: kedro run "
+                       "--pipelines %s", version, variant, variant)
+    return load(), {"variant": variant, "version": version}, reference() if reference else {}
 
 
 def prepare_images(images: Mapping[str, Callable[[], Any]], input_shape: list[int]) -> ReadOnlyArrays:
@@ -92,9 +99,10 @@ def prepare_request_images(request: DataFrame, input_shape: list[int]) -> ReadOn
     return prepare_images(loaders, input_shape)
 
 
-def predict_top_classes(model: Any, prepared: Mapping[str, np.ndarray], class_names: list[str],
-                        top_k: int) -> DataFrame:
-    """The ``top_k`` most probable classes of each usable image, with their probabilities."""
+def predict_top_classes(model: Any, prepared: Mapping[str, np.ndarray], novelty_reference: dict[str, Any],
+                        class_names: list[str], top_k: int) -> DataFrame:
+    """The ``top_k`` most probable classes of each usable image, with their probabilities; its
+    ``novelty_score`` and whether that flags it as ``unfamiliar`` (None without a novelty reference)."""
     import pandas as pd
 
     usable = prepared["problems"] == ""
@@ -111,6 +119,9 @@ def predict_top_classes(model: Any, prepared: Mapping[str, np.ndarray], class_na
         table[f"class_{rank + 1}"] = names[order[:, rank]]
         chosen = np.take_along_axis(probabilities, order[:, rank : rank + 1], axis=1)[:, 0]
         table[f"probability_{rank + 1}"] = chosen.round(4)
+    scores = novelty_scores(model, images, novelty_reference) if novelty_reference else None
+    table["novelty_score"] = None if scores is None else scores.round(2)
+    table["unfamiliar"] = None if scores is None else scores > novelty_reference["threshold"]
     return pd.DataFrame(table)
 
 
@@ -132,7 +143,7 @@ def tabulate_predictions(top_classes: DataFrame, prepared: Mapping[str, np.ndarr
 def plot_contact_sheet(prepared: Mapping[str, np.ndarray], predictions: DataFrame, model: Mapping[str, str],
                        settings: Mapping[str, int]) -> Figure:
     """Each image as the model saw it (28x28, light on black), with its predicted class and the
-    probability; the skipped files are listed underneath."""
+    probability, in a red frame if unlike the training images; the skipped files are listed underneath."""
     from matplotlib.figure import Figure
 
     from fashion_cnn.pipelines.variants.figures import fixed_margins
@@ -147,6 +158,11 @@ def plot_contact_sheet(prepared: Mapping[str, np.ndarray], predictions: DataFram
         lines.append(f"... and {len(skipped) - 8} more skipped file(s), listed in predictions.csv")
     if not shown:
         lines.insert(0, "No usable image.")
+    elif usable["unfamiliar"].isna().all():
+        lines.insert(0, "No novelty flag: this model was trained before it existed (train it again).")
+    elif flagged := int(usable["unfamiliar"].sum()):
+        lines.insert(0, f"Red frame, 'unfamiliar': unlike the images the model was trained on ({flagged} of "
+                        f"{len(usable)}).")
     # Inches: a cell, the title above the grid, and below it the file names and the skipped files.
     cell_width, cell_height, header, footer = 1.5, 1.85, 0.7, 0.3 + 0.2 * len(lines)
     figure = Figure(figsize=(max(columns * cell_width, 5.0), rows * cell_height + header + footer))
@@ -159,7 +175,12 @@ def plot_contact_sheet(prepared: Mapping[str, np.ndarray], predictions: DataFram
         axes = figure.subplots(rows, columns, squeeze=False).ravel()
         for ax, (index, row) in zip(axes, enumerate(usable.itertuples(index=False))):
             ax.imshow(prepared["images"][index, :, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            ax.set_title(f"{row.class_1}\n{row.probability_1:.0%}", fontsize=9, pad=3)
+            label = f"{row.class_1}\n{row.probability_1:.0%}"
+            if unfamiliar := row.unfamiliar is not None and bool(row.unfamiliar):
+                label = f"unfamiliar\n({row.class_1} {row.probability_1:.0%})"
+                for spine in ax.spines.values():
+                    spine.set(color="red", linewidth=3)
+            ax.set_title(label, fontsize=9, pad=3, color="red" if unfamiliar else "black")
             ax.set_xlabel(_shorten(row.file, 20), fontsize=7, labelpad=2)
             ax.set(xticks=[], yticks=[])
         for ax in axes[shown:]:

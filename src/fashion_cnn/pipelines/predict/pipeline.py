@@ -22,7 +22,7 @@ from .nodes import (
     tabulate_predictions,
 )
 
-CLASSIFY_INPUTS = ["params:data.class_names", "params:predict.top_k"]
+CLASSIFY_INPUTS = ["chosen_novelty_reference", "params:data.class_names", "params:predict.top_k"]
 
 
 def classify_images() -> Pipeline:
@@ -32,8 +32,9 @@ def classify_images() -> Pipeline:
         [
             node(
                 choose_model_to_predict,
-                inputs=["trained_models", "params:predict.variant", "params:predict.model_version"],
-                outputs=["chosen_model", "chosen_model_info"],
+                inputs=["trained_models", "novelty_references", "params:predict.variant",
+                        "params:predict.model_version"],
+                outputs=["chosen_model", "chosen_model_info", "chosen_novelty_reference"],
                 name="choose_model_to_predict",
             ),
             node(prepare_images, ["predict_images", "params:data.input_shape"], "prepared_images",
