@@ -275,6 +275,26 @@ class ActivationGrid:
         return settings if isinstance(settings, cls) else cls(**settings)
 
 
+@dataclass(frozen=True)
+class Interpretation:
+    """``interpretation`` (conf/base/parameters_reporting.yml): the top-loss figure and Grad-CAM, checked
+    as :class:`ActivationGrid` is; the layer against each convolutional variant's model."""
+
+    top_losses: int = 16
+    grad_cam_layer: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _positive_whole(self.top_losses):
+            raise SpecError(f"`interpretation.top_losses` must be a positive whole number, got {self.top_losses!r}.")
+        if self.grad_cam_layer is not None and not (isinstance(self.grad_cam_layer, str) and self.grad_cam_layer):
+            raise SpecError("`interpretation.grad_cam_layer` must be a layer name such as conv2d_3, or null for the "
+                            f"last convolution, got {self.grad_cam_layer!r}.")
+
+    @classmethod
+    def of(cls, settings: Interpretation | Mapping[str, Any]) -> Interpretation:
+        return settings if isinstance(settings, cls) else cls(**settings)
+
+
 # ---- predict and export
 
 
@@ -309,6 +329,13 @@ def check_predict_settings(settings: Mapping[str, Any], classes: int) -> None:
         if not _positive_whole(sheet.get(key)):
             raise SpecError(f"Parameter `predict.contact_sheet.{key}` must be a positive whole number, "
                             f"got {sheet.get(key)!r}.")
+
+
+def check_novelty(settings: Any) -> None:
+    share = settings.get("test_share") if isinstance(settings, Mapping) else None
+    if not isinstance(share, int | float) or isinstance(share, bool) or not 0 < share < 1:
+        raise SpecError("Parameter `novelty.test_share` must be a fraction between 0 and 1 (the share of test images "
+                        f"that `predict` would flag as unlike the training images, e.g. 0.05), got {share!r}.")
 
 
 # ---- against the data and the models: the run's checks call these with what they found
@@ -376,8 +403,10 @@ def batch_size_warnings(training_images: int | None, settings: Mapping[str, Mapp
 def check_variant(name: str, spec: Mapping[str, Any], parameters: Mapping[str, Any],
                   test_images: int | None = None, precision: str = "float32") -> tuple[int, dict[str, Any]]:
     """Raise :class:`SpecError` unless the variant builds, compiles and gets its callbacks, and its
-    activation grid fits ``test_images``; return its parameter count and training settings."""
+    activation grid fits ``test_images`` and its Grad-CAM layer exists; return its parameter count and
+    training settings."""
     from fashion_cnn.model.activations import check_activation_settings
+    from fashion_cnn.model.gradcam import grad_cam_layer
     from fashion_cnn.model.training import compiled_model, make_callbacks
     from fashion_cnn.variants import is_convolutional
 
@@ -390,6 +419,7 @@ def check_variant(name: str, spec: Mapping[str, Any], parameters: Mapping[str, A
     if is_convolutional(spec):
         try:
             check_activation_settings(model, ActivationGrid.of(parameters["activation_grid"]), test_images)
+            grad_cam_layer(model, Interpretation.of(parameters["interpretation"]).grad_cam_layer)
         except ValueError as exc:
             raise SpecError(f"Variant '{name}': {exc}") from exc
     return int(model.count_params()), settings

@@ -17,9 +17,9 @@ from fashion_cnn.variants import load_parameters, variants_in
 
 logger = logging.getLogger(__name__)
 
-# Pipelines that use what training made (a trained model, the user's images): run on request, never
-# part of `__default__`, which must run on a fresh checkout.
-ON_REQUEST = ("predict", "export")
+# Pipelines that use what training made (a trained model, the user's images), or search (`tune`, with the
+# data processing in front of it): run on request, never part of `__default__`.
+ON_REQUEST = ("predict", "export", "tune")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -39,7 +39,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     registry["exercises"] = data + variants.only_nodes_with_tags("exercise")
     registry["compare"] = data + variants + found["compare"]
     registry["__default__"] = sum(registry.values(), Pipeline([]))
-    registry.update(on_request)
+    registry.update(on_request, tune=data + on_request["tune"])
     # A broken variant block gets no nodes; its own name still runs, so that the spec check
     # (runtime.checks.check_run) can stop it before anything trains, naming the problem.
     for name, problem in partition_variants(load_parameters())[1].items():

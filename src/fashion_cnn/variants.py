@@ -16,6 +16,7 @@ from fashion_cnn.parameters import partition_variants
 
 DATA_NAMESPACE = "data_processing"
 TRAINING_NODE = "train_model"  # a variant's training node: `<variant>.train_model`
+SEARCH_NODE = "search"  # a worker of the tune pipeline's search, `tuned.search_<n>`: it trains trials
 CONVOLUTION_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv2D", "DepthwiseConv2D")
 
 
@@ -33,7 +34,8 @@ def variants_in(nodes: Iterable[Any]) -> list[str]:
 
 
 def is_training(node_name: str) -> bool:
-    return variant_of(node_name) is not None and node_name.endswith("." + TRAINING_NODE)
+    step = node_name.rpartition(".")[2]
+    return variant_of(node_name) is not None and (step == TRAINING_NODE or step.startswith(SEARCH_NODE + "_"))
 
 
 def is_convolutional(spec: Mapping[str, Any]) -> bool:

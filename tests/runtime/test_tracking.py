@@ -104,7 +104,8 @@ def test_a_two_variant_run_gives_one_mlflow_run_per_variant(project):
         unversioned = {"training_settings": "data/05_model_input/{}/training_settings.json",
                        "model_summary": "data/08_reporting/{}/model_summary.txt",
                        "training_history": "data/07_model_output/{}/training_history.csv",
-                       "per_class_accuracy": "data/08_reporting/{}/per_class_accuracy.csv"}
+                       "per_class_accuracy": "data/08_reporting/{}/per_class_accuracy.csv",
+                       "most_confused": "data/08_reporting/{}/most_confused.csv"}
         for dataset, path in unversioned.items():
             assert type(catalog[f"{name}.{dataset}"]).__name__.startswith("Mlflow"), dataset  # kedro-mlflow's wrapper
             logged = client.download_artifacts(run.info.run_id, Path(path).name, str(project / "downloads" / name))

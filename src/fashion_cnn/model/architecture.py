@@ -35,6 +35,11 @@ def parse_layer(variant: str, index: int, entry: Any) -> tuple[str, dict[str, An
     return str(layer_type), dict(kwargs or {})
 
 
+def default_layer_name(layer_type: str, index: int) -> str:
+    """A layer's name unless its spec gives one: ``conv2d_1``, ``max_pooling2d_2`` (1-based position)."""
+    return f"{re.sub(r'(?<=[a-z])(?=[A-Z])', '_', layer_type).lower()}_{index}"
+
+
 def layer_types() -> list[str]:
     """Names of every layer class in ``keras.layers``, sorted."""
     import keras
@@ -66,7 +71,7 @@ def build_model(variant: str, architecture: Sequence[Any], input_shape: Sequence
             raise SpecError(f"Variant '{variant}', layer {index}: unknown layer type '{layer_type}'.{hint} "
                             f"Valid types are the classes of keras.layers: {', '.join(known)}.")
         # Stable, readable names (conv2d_1) that do not depend on Keras's global counters.
-        kwargs.setdefault("name", f"{re.sub(r'(?<=[a-z])(?=[A-Z])', '_', layer_type).lower()}_{index}")
+        kwargs.setdefault("name", default_layer_name(layer_type, index))
         if precision != "float32":
             kwargs.setdefault("dtype", "float32" if index == len(architecture) else precision)
         try:

@@ -23,7 +23,8 @@ from fashion_cnn import parameters as checked
 from fashion_cnn.datasets.whole_files import LOCAL_PROTOCOLS, existing_ancestor, unwritable_folders
 from fashion_cnn.model.architecture import SpecError
 from fashion_cnn.model.choice import check_model_use
-from fashion_cnn.variants import variant_of, variants_in
+from fashion_cnn.tuning import check_tuning
+from fashion_cnn.variants import is_convolutional, variant_of, variants_in
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ def check_run(run_params: Mapping[str, Any], pipeline: Any, catalog: Any) -> Non
     checked.check_broken_variants(broken, parameters, run_params.get("pipeline_names"))
     data = parameters["data"]
     checked.check_data_parameters(data)
+    if "params:novelty.test_share" in pipeline.inputs():
+        checked.check_novelty(parameters.get("novelty"))
     precision = catalog.load("params:runtime.precision") if "params:runtime.precision" in catalog else "float32"
     if precision == "mixed_bfloat16" and not checked.cpu_has_bf16():
         import tensorflow as tf
@@ -67,6 +70,8 @@ def check_run(run_params: Mapping[str, Any], pipeline: Any, catalog: Any) -> Non
             problems.append(str(exc))
     if problems:
         raise SpecError("Invalid model variant parameters:\n  - " + "\n  - ".join(problems))
+    if "tune_storage" in pipeline.inputs():  # the tune pipeline: its search space, before the first trial
+        check_tuning(parameters, used["test"], precision, catalog.load("tune_storage"))
     for warning in [*(checked.limit_warnings(facts, data) if facts else []),
                     *checked.batch_size_warnings(used["train"], settings)]:
         logger.warning(warning)
@@ -76,6 +81,9 @@ def check_run(run_params: Mapping[str, Any], pipeline: Any, catalog: Any) -> Non
         raise NotEnoughDiskError("\n".join(problems))
     if in_run:
         logger.info("Checked the specs of %d variant(s): %s", len(in_run), ", ".join(in_run))
+    flat = [name for name in in_run if not is_convolutional(variants[name])]
+    if flat:  # their pipelines have no such nodes, which therefore cannot say so themselves
+        logger.info("No convolution in %s: no activation grid, kernels or Grad-CAM.", ", ".join(flat))
 
 
 def data_facts(catalog: Any, pipeline: Any) -> checked.DataFacts | None:

@@ -211,7 +211,13 @@ class SweepRunner(ParallelRunner):
         tracking = kedro_mlflow_hooks_active()
         if self._get_required_workers_count(pipeline) > 1 and not tracking:
             self._priorities = node_priorities(pipeline, training_costs(pipeline, catalog))
-            return super().run(pipeline, catalog, *args, **kwargs)
+            try:
+                return super().run(pipeline, catalog, *args, **kwargs)
+            except KeyboardInterrupt:
+                # An interrupted run ends in os._exit (runtime/lifecycle.py), where no __del__ stops
+                # ParallelRunner's manager process: it was left running, holding the run's stdout.
+                self._manager.shutdown()
+                raise
         if tracking:  # in a worker, without the parent's MLflow run, its hooks would open stray runs
             logger.warning("MLflow tracking (kedro-mlflow) is active: training one variant after the other, "
                            "in this process, so that every variant keeps its own MLflow run.")

@@ -15,14 +15,17 @@ COLUMNS = {"parameter_count": "parameters", **{key: key for key in (
     "epochs_run", "training_seconds", "seconds_per_epoch", "train_accuracy", "test_accuracy", "test_loss")}}
 
 
-def compare_variants(reference: str, **metrics: dict[str, Any]) -> DataFrame:
-    """One row per variant (keyword = variant name): the ``reference`` variant (the notebook's
-    CNN) first, the others by name, with the accuracy difference and the time ratio against it."""
+def compare_variants(reference: str, **metrics: dict[str, Any] | None) -> DataFrame:
+    """One row per variant (keyword = variant name; None: no metrics, left out): the ``reference``
+    variant (the notebook's CNN) first, the others by name, with the accuracy difference and the time
+    ratio against it; ``source`` says which came from the tune pipeline's search."""
     import pandas as pd
 
-    order = sorted(metrics, key=lambda name: (name != reference, name))
+    order = sorted((name for name in metrics if metrics[name] is not None), key=lambda name: (name != reference, name))
     table = pd.DataFrame(
-        [{"variant": name, **{column: metrics[name].get(key) for key, column in COLUMNS.items()}} for name in order]
+        [{"variant": name, **{column: metrics[name].get(key) for key, column in COLUMNS.items()},
+          "source": "tuned (search; test set used once)" if "search" in metrics[name] else "hand-written"}
+         for name in order]
     )
     if reference in metrics:
         ref = table.set_index("variant").loc[reference]

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from fashion_cnn.model.architecture import model_summary
+from fashion_cnn.model.novelty import fit_reference
 from fashion_cnn.model.training import compiled_model, make_callbacks
 from fashion_cnn.parameters import merge_training_settings
 
@@ -43,12 +44,13 @@ def _split_validation(images: np.ndarray, labels: np.ndarray, fraction: float,
 
 
 def train_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any],
-                model_inputs: Mapping[str, np.ndarray]) -> tuple[Any, DataFrame]:
+                model_inputs: Mapping[str, np.ndarray], callbacks: list[Any] | None = None) -> tuple[Any, DataFrame]:
     """Build the model and fit it on the training images (Keras ``fit``, progress bar by default);
     return it and its per-epoch history.
 
     The model is built here rather than passed from ``build_model``, so that no Keras object
-    crosses between nodes (ParallelRunner runs nodes in separate processes).
+    crosses between nodes (ParallelRunner runs nodes in separate processes). ``callbacks`` (Keras)
+    come after the configured ones: the tune pipeline's trials report each epoch to Optuna.
     """
     import keras
     import pandas as pd
@@ -77,7 +79,7 @@ def train_model(variant: str, architecture: list[Any], settings: dict[str, Any],
             epochs=settings["epochs"],
             verbose=settings["verbose"],
             validation_data=validation,
-            callbacks=[timer, signals, *make_callbacks(settings)],
+            callbacks=[timer, signals, *make_callbacks(settings), *(callbacks or [])],
             shuffle=True,
         )
     history = pd.DataFrame(fit.history)
@@ -108,7 +110,7 @@ def validation_summary(history: DataFrame) -> dict[str, Any]:
 
 def evaluate_model(model: Any, history: DataFrame, model_inputs: Mapping[str, np.ndarray], settings: dict[str, Any],
                    class_names: list[str]) -> tuple[dict[str, Any], DataFrame]:
-    """Test-set metrics from one forward pass, and the per-image predictions.
+    """Test-set metrics from one forward pass, and the per-image predictions and losses.
 
     Loss and accuracy are computed as Keras's ``evaluate`` does (sparse categorical
     cross-entropy on clipped probabilities), so the test set is passed through once.
@@ -122,6 +124,7 @@ def evaluate_model(model: Any, history: DataFrame, model_inputs: Mapping[str, np
     correct = predicted == labels
     eps = keras.config.epsilon()
     true_class = np.clip(probabilities[np.arange(len(labels)), labels], eps, 1 - eps)
+    losses = -np.log(true_class)  # each image's cross-entropy: the test loss is their mean
     per_class = {
         name: round(float(correct[labels == index].mean()), 4) if (labels == index).any() else None
         for index, name in enumerate(class_names)
@@ -130,7 +133,7 @@ def evaluate_model(model: Any, history: DataFrame, model_inputs: Mapping[str, np
     training_seconds = float(history["seconds"].sum())
     metrics = {
         "variant": model.name,
-        "test_loss": round(float(-np.log(true_class).mean()), 4),
+        "test_loss": round(float(losses.mean()), 4),
         "test_accuracy": round(float(correct.mean()), 4),
         "train_loss": round(float(last["loss"]), 4),
         "train_accuracy": round(float(last["accuracy"]), 4) if "accuracy" in history else None,
@@ -147,6 +150,13 @@ def evaluate_model(model: Any, history: DataFrame, model_inputs: Mapping[str, np
     names = np.asarray(class_names, dtype=object)
     predictions = pd.DataFrame({"label": labels, "label_name": names[labels], "predicted": predicted,
                                 "predicted_name": names[predicted], "confidence": probabilities.max(axis=1).round(4),
-                                "correct": correct})
+                                "correct": correct, "loss": losses.round(6)})
     return metrics, predictions
 
+
+def fit_novelty_reference(model: Any, model_inputs: Mapping[str, np.ndarray], settings: dict[str, Any],
+                          test_share: float) -> dict[str, Any]:
+    """What `predict` needs to flag an image unlike the training images, calibrated so that ``test_share``
+    of this run's test images would be flagged (:mod:`fashion_cnn.model.novelty`)."""
+    return fit_reference(model, model_inputs["train_images"], model_inputs["train_labels"],
+                         model_inputs["test_images"], test_share, settings["seed"])

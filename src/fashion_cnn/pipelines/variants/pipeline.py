@@ -17,11 +17,12 @@ from .figures import (
     render_test_activation_grid,
     tabulate_per_class_accuracy,
 )
-from .nodes import build_model, evaluate_model, resolve_training_settings, train_model
+from .interpretation import plot_top_losses, render_grad_cam, tabulate_most_confused
+from .nodes import build_model, evaluate_model, fit_novelty_reference, resolve_training_settings, train_model
 
 # Parameters every variant shares (project-wide, not namespaced); the model inputs are shared too.
 SHARED_PARAMETERS = {"params:data", "params:data.class_names", "params:training_defaults", "params:activation_grid",
-                     "params:runtime.precision"}
+                     "params:interpretation", "params:novelty.test_share", "params:runtime.precision"}
 
 
 class ForVariant:
@@ -66,6 +67,8 @@ def training(variant: str) -> Pipeline:
                 outputs=["metrics", "test_predictions"],
                 name="evaluate_model",
             ),
+            node(fit_novelty_reference, ["model", "model_inputs", "training_settings", "params:novelty.test_share"],
+                 "novelty_reference", name="fit_novelty_reference"),
         ]
     )
 
@@ -78,6 +81,10 @@ def reporting() -> Pipeline:
             node(tabulate_per_class_accuracy, ["test_predictions", "params:data.class_names"], "per_class_accuracy",
                  name="tabulate_per_class_accuracy"),
             node(plot_learning_curves, "training_history", "learning_curves", name="plot_learning_curves"),
+            node(plot_top_losses, ["test_predictions", "model_inputs", "params:interpretation",
+                                   "params:data.class_names"], "top_losses", name="plot_top_losses"),
+            node(tabulate_most_confused, ["test_predictions", "params:data.class_names"], "most_confused",
+                 name="tabulate_most_confused"),
         ]
     )
 
@@ -92,14 +99,17 @@ def convolution_reporting() -> Pipeline:
                 name="render_activation_grid",
             ),
             node(plot_first_layer_kernels, "model", "first_layer_kernels", name="plot_first_layer_kernels"),
+            node(render_grad_cam, ["model", "model_inputs", "test_predictions", "params:activation_grid",
+                                   "params:interpretation", "params:data.class_names"], "grad_cam",
+                 name="render_grad_cam"),
         ]
     )
 
 
 def variant_pipeline(variant: str, spec: Mapping[str, Any]) -> Pipeline:
     """build -> train -> evaluate -> report as the namespace ``variant``, tagged with its name and
-    configured tags. Convolutional variants also get the notebook's activation grid and their
-    learned kernels, and the tag `convolutional`."""
+    configured tags. Convolutional variants also get the notebook's activation grid, their
+    learned kernels and Grad-CAM, and the tag `convolutional`."""
     convolutional = is_convolutional(spec)
     template = training(variant) + reporting() + (convolution_reporting() if convolutional else Pipeline([]))
     return pipeline(
