@@ -36,7 +36,7 @@ from fashion_cnn.runtime.lifecycle import RunLifecycle
 from fashion_cnn.settings import HOOKS
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
-from novelty_flag import non_clothing_pictures  # noqa: E402 - a script folder, not a package
+from novelty_flag import non_clothing_pictures, render_photo  # noqa: E402 - a script folder, not a package
 
 TRAIN = {
     "data.train_limit": 2000,
@@ -98,17 +98,6 @@ def test_a_training_run_ends_with_one_score_table(trained):
 
 
 # ---- predict ----
-
-def render_photo(image: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """A Fashion-MNIST image (uint8, light on black) as a photo would show it: dark on white,
-    enlarged 5 to 12 times (bicubic), in RGB, with white margins of 10 to 80 pixels."""
-    scale = int(rng.integers(5, 13))
-    item = Image.fromarray(255 - image).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC).convert("RGB")
-    left, top, right, bottom = (int(margin) for margin in rng.integers(10, 81, 4))
-    photo = Image.new("RGB", (item.width + left + right, item.height + top + bottom), "white")
-    photo.paste(item, (left, top))
-    return photo
-
 
 def write_unusable_files(folder: Path) -> dict[str, str]:
     """Files predict must list and skip, with a word of their expected reason."""
