@@ -6,7 +6,7 @@ Declarations only: importing this module changes nothing in the process.
 from kedro.config import OmegaConfigLoader
 
 from fashion_cnn.runtime.lifecycle import RunLifecycle
-from fashion_cnn.runtime.session_store import RunVersionStore
+from fashion_cnn.runtime.runs import RunVersionStore
 from fashion_cnn.runtime.tracking import MlflowVariantRunsHook
 
 # What the project adds to a run, in order: runtime/lifecycle.py. The MLflow runs per variant go

@@ -7,18 +7,21 @@ The runs hide the `tracking` and `airflow` extras as the README's main install h
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
 import pytest
 from support import PROJECT_ROOT, QUICK
 
-from fashion_cnn.runtime.sweep_runner import default_runner, node_priorities, trainings, usable_cores, worker_threads
+from fashion_cnn.runtime.sweep_runner import (SweepExecutor, default_runner, trainings, usable_cores,
+                                              worker_threads)
 
 VARIANTS = ["filters_16", "filters_64"]
 QUICK_SWEEP = {**QUICK, "training_defaults.epochs": 1, "training_defaults.verbose": 0}
@@ -59,23 +62,31 @@ def test_the_runner_is_chosen_by_the_variants_to_train():
     assert worker_threads(cores=1, workers=2) == 1
 
 
-def identity(x):
-    return x
+def stand_in_node(marker: Path, fail: bool = False) -> None:
+    """A node's stand-in for the pool's own test (importable in a spawned worker): ``marker``'s files
+    say it started and finished; failing, it first waits for the node beside it to start."""
+    marker.with_suffix(".started").touch()
+    if fail:
+        while not (marker.parent / "running.started").exists():
+            time.sleep(0.05)
+        raise ValueError("the node failed")
+    time.sleep(2)
+    marker.with_suffix(".done").touch()
 
 
-def test_the_data_and_the_longest_trainings_go_first():
-    from kedro.pipeline import Pipeline, node
-
-    sweep = Pipeline([
-        node(identity, "raw", "inputs", name="prepare"),
-        node(identity, "inputs", "short_settings", name="short.resolve_training_settings"),
-        node(identity, "short_settings", "short_model", name="short.train_model"),
-        node(identity, "inputs", "long_model", name="long.train_model"),
-        node(identity, "long_model", "long_metrics", name="long.evaluate_model"),
-    ])
-    priorities = node_priorities(sweep, {"short.train_model": 10.0, "long.train_model": 60.0})
-    assert priorities == {"prepare": 60.0, "long.train_model": 60.0, "short.resolve_training_settings": 10.0,
-                          "short.train_model": 10.0}  # after a training (evaluation): last, priority 0
+def test_after_a_node_fails_the_one_running_finishes_and_nothing_new_starts(tmp_path):
+    """More nodes than workers, as Kedro hands out a sweep's ready nodes: after the failure, the node
+    running beside it finishes (whole files) and neither the queued nodes nor the one the pool already
+    passed to a worker start; the run reports the failure itself."""
+    with pytest.raises(ValueError, match="the node failed"), SweepExecutor(2, "1") as pool:
+        futures = {pool.submit(functools.partial(stand_in_node, tmp_path / "failing", fail=True)),
+                   pool.submit(functools.partial(stand_in_node, tmp_path / "running"))}
+        futures |= {pool.submit(functools.partial(stand_in_node, tmp_path / f"queued_{i}")) for i in range(3)}
+        while futures:  # as Kedro's ParallelRunner waits: the first failure ends the run
+            done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["failing.started", "running.done", "running.started"]
 
 
 @pytest.mark.skipif(usable_cores() < 2, reason="side by side needs two cores")

@@ -1,24 +1,22 @@
 """What the project adds to a ``kedro run``, in the order it happens (docs/extending.md):
 
-1. ``after_catalog_created``: TensorFlow's process settings from the ``runtime`` parameters (the
-   environment variables it reads once, at import; a user's own win), and ``runtime.precision:
-   auto`` resolved for this CPU.
-2. ``before_pipeline_run``, before any plugin's (``tryfirst``: kedro-mlflow opens its run there, and
-   a run stopped by its checks must leave nothing behind):
+1. ``after_catalog_created``: TensorFlow's process settings from the ``runtime`` parameters (the environment
+   variables it reads once, at import; a user's own win), and ``runtime.precision: auto`` resolved for this CPU.
+2. ``before_pipeline_run``, before any plugin's (``tryfirst``: kedro-mlflow opens its run there, and a run
+   stopped by its checks must leave nothing behind):
    a. TensorFlow imported without its CUDA-probe noise, when the run builds or loads models;
    b. every check before the first node (:func:`fashion_cnn.runtime.checks.check_run`);
-   c. the run's record claimed in ``data/.runs/`` (:mod:`fashion_cnn.runtime.runs`), other runs
-      under way named;
+   c. the run's record claimed in ``data/.runs/`` (:mod:`fashion_cnn.runtime.runs`), other runs under way named;
    d. Ctrl-C and SIGTERM noted as an interruption (where Python's defaults are in force).
-3. Each node and save: which variants have finished, and whose model is saved, for the line an
-   interrupted run ends with; each variant's metrics, for the score table.
-4. ``after_pipeline_run``, after every plugin's (``trylast``): the record says ``succeeded``, and the
-   score table is printed, the run's last lines. ``on_pipeline_error``: the record says ``failed``.
-5. At exit, a run still open was interrupted (Kedro calls no hook for a KeyboardInterrupt): one line
-   saying what was kept, and the shell's exit code for the signal.
+3. Each node and save (in a worker process: when SweepRunner learns it ended): which variants have finished,
+   and whose model is saved, for the line an interrupted run ends with; each variant's metrics, for the scores.
+4. ``after_pipeline_run``, after every plugin's (``trylast``): the record says ``succeeded``, and the score
+   table is printed, the run's last lines. ``on_pipeline_error``: the record says ``failed``.
+5. At exit, a run still open was interrupted (Kedro calls no hook for a KeyboardInterrupt): one line saying
+   what was kept, and the shell's exit code for the signal.
 
-The MLflow runs per variant (:mod:`fashion_cnn.runtime.tracking`) are a second hook, because they go
-around kedro-mlflow's run, which opens after 2 and closes before 4.
+The MLflow runs per variant (:mod:`fashion_cnn.runtime.tracking`) are a second hook, because they go around
+kedro-mlflow's run, which opens after 2 and closes before 4.
 """
 
 from __future__ import annotations
@@ -51,8 +49,7 @@ _current: RunLifecycle | None = None  # the lifecycle of the run under way in th
 
 
 def node_finished_elsewhere(node: Any) -> None:
-    """A node of this process's run finished in a worker process (SweepRunner tells), where the node
-    hooks ran instead of here."""
+    """A node of this process's run finished in a worker process (SweepRunner tells), where its hooks ran."""
     if _current is not None:
         _current.after_node_run(node)
         for name in node.outputs:  # saved there, whole
@@ -107,10 +104,8 @@ class RunLifecycle:
             logger.warning("Another run of this project is under way (%s). Each run saves its own versions; "
                            "files without versions (tables, summaries) hold whichever run writes them last.",
                            runs.describe(other))
-        self._pending = {variant: set() for variant in variants_in(pipeline.nodes)}
-        for node in pipeline.nodes:
-            if variant := variant_of(node.name):
-                self._pending[variant].add(node.name)
+        self._pending = {variant: {node.name for node in pipeline.nodes if variant_of(node) == variant}
+                         for variant in variants_in(pipeline.nodes)}
         self._models_saved, self._metrics, self._signal = set(), {}, None
         self._install_signal_handlers()
         global _current
@@ -134,10 +129,8 @@ class RunLifecycle:
 
     @hook_impl
     def after_node_run(self, node: Any) -> None:
-        variant = variant_of(node.name)
-        if variant in self._pending:
-            with self._lock:
-                self._pending[variant].discard(node.name)
+        with self._lock:
+            self._pending.get(variant_of(node), set()).discard(node.name)
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
@@ -198,13 +191,11 @@ class RunLifecycle:
 
     # 5.
     def interruption_summary(self) -> str:
-        finished = [variant for variant, left in self._pending.items() if not left]
-        unfinished = [f"{variant} (model saved)" if variant in self._models_saved else variant
-                      for variant, left in self._pending.items() if left]
-        parts = [f"finished and saved: {', '.join(finished) or 'none'}", *([f"not finished: {', '.join(unfinished)}"]
-                                                                          if unfinished else [])]
-        return ("Interrupted; " + "; ".join(parts) + ". Nothing partial was kept: every file written is whole, "
-                "and the save under way, if any, was discarded.")
+        finished = ", ".join(variant for variant, left in self._pending.items() if not left) or "none"
+        unfinished = ", ".join(f"{variant} (model saved)" if variant in self._models_saved else variant
+                               for variant, left in self._pending.items() if left)
+        return (f"Interrupted; finished and saved: {finished}{'; not finished: ' + unfinished if unfinished else ''}. "
+                "Nothing partial was kept: every file written is whole, and the save under way, if any, was discarded.")
 
     def _at_exit(self) -> None:
         """A run still open at exit was interrupted, or stopped by another hook before it started.
@@ -228,23 +219,13 @@ class RunLifecycle:
 
 def score_row(metrics: Mapping[str, Any]) -> tuple[str, ...]:
     """One line of the table, from a variant's ``metrics`` output."""
-    return (
-        str(metrics.get("variant", "?")),
-        f"{metrics['test_accuracy']:.4f}",
-        f"{metrics['test_loss']:.4f}",
-        f"{metrics.get('epochs_run', '?')}/{metrics.get('epochs_planned', '?')}",
-        f"{metrics.get('training_seconds', float('nan')):.1f}",
-    )
+    return (str(metrics.get("variant", "?")), f"{metrics['test_accuracy']:.4f}", f"{metrics['test_loss']:.4f}",
+            f"{metrics.get('epochs_run', '?')}/{metrics.get('epochs_planned', '?')}",
+            f"{metrics.get('training_seconds', float('nan')):.1f}")
 
 
 def render_scores(rows: list[tuple[str, ...]]) -> str:
-    """The notebook's ``model.evaluate`` line for every variant, the names left-aligned, the numbers
-    right-aligned::
-
-        Test scores (the notebook's model.evaluate), 2 variants:
-          variant   test accuracy   test loss   epochs   training s
-          cnn              0.9063      0.2622      4/4         32.6
-    """
+    """The notebook's ``model.evaluate`` line for every variant, names left, numbers right (docs/predict.md)."""
     widths = [max(len(column), *(len(row[index]) for row in rows)) for index, column in enumerate(SCORE_COLUMNS)]
 
     def line(cells: tuple[str, ...]) -> str:

@@ -1,8 +1,8 @@
 """A record of every ``kedro run`` in ``data/.runs/``, and one save version per run: Kedro names a run's
 versions after the millisecond its session started, and two runs can start in the same one (two people,
-two Airflow tasks on shared storage). So each session reserves its version, or the next free millisecond,
-by creating ``data/.runs/<version>.json`` exclusively (:func:`reserve`); the run then claims it
-(:func:`claim`), or stops naming the run that holds it."""
+two Airflow tasks on shared storage). So each session (:class:`RunVersionStore`, Kedro's session store)
+reserves its version, or the next free millisecond, by creating ``data/.runs/<version>.json`` exclusively
+(:func:`reserve`); the run then claims it (:func:`claim`), or stops naming the run that holds it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kedro.framework.session.store import BaseSessionStore
 from kedro.io import DatasetError
 from kedro.io.core import VERSION_FORMAT
 
@@ -126,3 +127,23 @@ def _record(version: str, **extra: Any) -> dict[str, Any]:
 def _own_reservation(path: Path) -> bool:
     record = read(path) or {}
     return (record.get("reserved"), record.get("pid"), record.get("host")) == (True, os.getpid(), socket.gethostname())
+
+
+class RunVersionStore(BaseSessionStore):
+    """Kedro's default store (nothing persisted), with the version :func:`reserve` holds as the ``session_id``.
+    Kedro's ``path``, ``<project>/sessions``, is the only way a store learns the project folder (Airflow tasks
+    run with another working directory)."""
+
+    def __init__(self, path: str, session_id: str) -> None:
+        self._project = Path(path).parent
+        self._version = reserve(self._project, session_id)
+        super().__init__(path, self._version)
+        self.data["session_id"] = self._version
+
+    def __setitem__(self, key: str, value: object) -> None:
+        # KedroSession.create stores the time it took as the id after building the store: keep ours.
+        super().__setitem__(key, self._version if key == "session_id" else value)
+
+    def save(self) -> None:
+        """The session closes: give back the version if no run claimed it (its checks failed, say)."""
+        release(self._project, self._version)

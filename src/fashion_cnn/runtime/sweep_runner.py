@@ -1,19 +1,14 @@
-"""Several variants trained side by side, one worker process each (docs/performance.md): one small
-CNN keeps two cores only partly busy, its ops too small to split well over threads."""
+"""Several variants trained side by side, one worker process each (docs/performance.md): one small CNN keeps two
+cores only partly busy, its ops too small to split well over threads. The nodes go to the workers in Kedro's order."""
 
 from __future__ import annotations
 
 import atexit
-import functools
 import gc
-import heapq
-import itertools
 import logging
-import math
 import multiprocessing
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -25,11 +20,9 @@ from kedro.runner import ParallelRunner, SequentialRunner
 from fashion_cnn.model.quiet_import import import_tensorflow
 from fashion_cnn.runtime import lifecycle
 from fashion_cnn.runtime.tracking import kedro_mlflow_hooks_active
-from fashion_cnn.variants import is_training, variant_of
+from fashion_cnn.variants import is_training
 
 logger = logging.getLogger(__name__)
-
-SWEEP_RUNNER = f"{__name__}.SweepRunner"
 
 
 def usable_cores() -> int:
@@ -56,11 +49,14 @@ def default_runner(node_names: Iterable[str]) -> tuple[str | None, str]:
         return None, (f"{count} variants to train one after the other, because MLflow tracking (kedro-mlflow) is "
                       "installed and every variant keeps its own MLflow run only in one process. Side by side: "
                       "without the `tracking` extra")
-    return SWEEP_RUNNER, (f"{count} variants to train, {min(count, cores)} at a time (one worker process each). "
-                          "One at a time: --runner SequentialRunner")
+    return f"{__name__}.SweepRunner", (f"{count} variants to train, {min(count, cores)} at a time (one worker "
+                                       "process each). One at a time: --runner SequentialRunner")
 
 
-_task_running = _stopping = False  # in a worker process: a node runs there now; the parent asked it to stop
+# In a worker process: a node runs there now; the parent asked it to stop; the pool's two Events.
+_task_running = _stopping = False
+_node_failed: Any = None  # set by the first node that fails, in any worker
+_pool_closing: Any = None  # set by the parent once the run's outcome is known (a failure reported)
 
 
 def _stop_worker(signum: int, frame: Any) -> None:
@@ -77,19 +73,27 @@ def _stop_worker(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt("the sweep was interrupted")
 
 
-def _run_task(task: Callable[[], Any]) -> Any:
+def _run_task(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     global _task_running
+    if _node_failed.is_set():  # queued here before the parent learnt of the failure: never starts,
+        _pool_closing.wait()  # and fails only after it, lest Kedro report this instead of the failure
+        raise RuntimeError("Not started: another node of this run failed.")
     try:
         _task_running = True
-        return task()
+        return task(*args, **kwargs)
+    except Exception:
+        _node_failed.set()
+        raise
     finally:
         _task_running = False
         if _stopping:  # a worker told to stop takes no further task
             os._exit(1)
 
 
-def _start_worker(threads: str) -> None:
+def _start_worker(threads: str, node_failed: Any, pool_closing: Any) -> None:
     """Run first in each worker process, before any node's module (and so TensorFlow) is imported."""
+    global _node_failed, _pool_closing
+    _node_failed, _pool_closing = node_failed, pool_closing
     # Ctrl-C in a terminal reaches every process of the run: the parent alone stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_worker)
@@ -100,67 +104,39 @@ def _start_worker(threads: str) -> None:
     logging.getLogger("kedro_viz.integrations.kedro.hooks").setLevel(logging.ERROR)
 
 
+def _node_finished(future: Future) -> None:
+    """The node's hooks ran in the worker: here this process learns it ended (an error here is only logged)."""
+    if not future.cancelled() and future.exception() is None:
+        lifecycle.node_finished_elsewhere(future.result())
+
+
 class SweepExecutor(ProcessPoolExecutor):
-    """A process pool that runs nodes by ``priorities`` (the seconds of the longest training each leads to),
-    not as submitted: they wait here, behind futures of their own, for a free worker, so that the longest
-    trainings do not end up last, one core busy and the other idle. Nothing new starts after a failure;
-    an interrupted run stops the workers at once."""
+    """Spawned workers with ``threads`` TensorFlow threads each, taking nodes in Kedro's order. Nothing new starts
+    after a failure: the nodes still here are cancelled, those already in the workers' queue refuse to start (the
+    pool passes up to one more node than it has workers). An interrupted run stops the workers at once."""
 
     STOP_GRACE_SECONDS = 20.0  # after SIGTERM (a running node stops, its save discarded), SIGKILL
 
-    def __init__(self, max_workers: int, priorities: dict[str, float], **kwargs: Any) -> None:
+    def __init__(self, max_workers: int, threads: str) -> None:
         # Children already there (ParallelRunner's shared-memory manager) are not the pool's workers.
         self._not_workers = {process.pid for process in multiprocessing.active_children()}
-        super().__init__(max_workers=max_workers, **kwargs)
-        self._priorities, self._free, self._stopped = priorities, max_workers, False
-        self._waiting: list[tuple[float, int, Future, Callable[[], Any]]] = []  # a heap
-        self._order, self._lock = itertools.count(), threading.Lock()
+        # spawn: this process has TensorFlow loaded (the spec check), which a fork would copy half-made.
+        context = multiprocessing.get_context("spawn")
+        self._pool_closing = context.Event()
+        super().__init__(max_workers, context, _start_worker, (threads, context.Event(), self._pool_closing))
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        priority = -self._priorities.get(getattr(getattr(fn, "node", None), "name", ""), 0.0)
-        with self._lock:
-            heapq.heappush(self._waiting, (priority, next(self._order), future, functools.partial(fn, *args, **kwargs)))
-        self._dispatch()
+        future = super().submit(_run_task, fn, *args, **kwargs)
+        future.add_done_callback(_node_finished)
         return future
 
-    def _dispatch(self) -> None:
-        while True:
-            with self._lock:
-                if self._stopped or not self._free or not self._waiting:
-                    return
-                *_, future, task = heapq.heappop(self._waiting)
-                if not future.set_running_or_notify_cancel():
-                    continue
-                self._free -= 1
-            try:
-                started = super().submit(_run_task, task)
-            except BaseException as error:  # noqa: BLE001 - the pool is broken or shut down: the node fails
-                started = Future()
-                started.set_exception(error)
-            started.add_done_callback(functools.partial(self._relay, future))
-
-    def _relay(self, future: Future, done: Future) -> None:
-        error = KeyboardInterrupt("cancelled") if done.cancelled() else done.exception()
-        with self._lock:
-            self._free += 1
-            self._stopped = self._stopped or error is not None  # nothing new after a failure
-        try:  # the node hooks ran in the worker: this is where this process learns the node ended
-            if error is None:
-                lifecycle.node_finished_elsewhere(done.result())
-        finally:  # an error there is only logged (by concurrent.futures): the run goes on
-            if error is None:
-                future.set_result(done.result())
-            else:
-                future.set_exception(error)
-            self._dispatch()
-
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> bool:
-        if kind is not None:  # a node failed (the others running finish: whole files), or an interrupt
-            self._stopped = True
-            if issubclass(kind, KeyboardInterrupt):
-                self._stop_workers()
-        return super().__exit__(kind, error, traceback)  # waits for the workers
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            self._stop_workers()
+        self._pool_closing.set()
+        # After a failure the nodes running finish (whole files); waits for the workers.
+        self.shutdown(cancel_futures=kind is not None)
+        return False
 
     def _stop_workers(self) -> None:
         workers = [process for process in multiprocessing.active_children() if process.pid not in self._not_workers]
@@ -170,32 +146,6 @@ class SweepExecutor(ProcessPoolExecutor):
         for process in workers:
             process.join(max(0.0, deadline - time.monotonic()))
             process.kill()  # nothing if it has exited
-
-
-def training_costs(pipeline: Any, catalog: Any) -> dict[str, float]:
-    """Each training node's expected seconds, from its variant's last saved seconds per epoch (operation
-    counts mislead: a large dense layer costs more time than its share); a variant never run counts
-    as the longest."""
-    parameters = catalog.load("parameters") if catalog.exists("parameters") else {}
-    costs = {}
-    for name in filter(is_training, (node.name for node in pipeline.nodes)):
-        try:
-            variant = variant_of(name)
-            epochs = {**parameters["training_defaults"], **(parameters[variant].get("training") or {})}["epochs"]
-            metrics = catalog.get(f"{variant}.metrics").load()  # the latest version, without a log line
-            costs[name] = float(metrics["seconds_per_epoch"]) * epochs
-        except Exception:  # noqa: BLE001 - never run, or unreadable: only the order depends on it
-            costs[name] = math.inf
-    return costs
-
-
-def node_priorities(pipeline: Any, costs: dict[str, float]) -> dict[str, float]:
-    """Each node's priority: the cost of the longest training it leads to (itself included), so
-    that the data processing and a long variant's set-up run before a short variant's training."""
-    priorities: dict[str, float] = {}
-    for training, cost in sorted(costs.items(), key=lambda item: item[1]):  # the longest last, to win
-        priorities.update(dict.fromkeys((node.name for node in pipeline.to_nodes(training).nodes), cost))
-    return priorities
 
 
 class SweepRunner(ParallelRunner):
@@ -210,7 +160,6 @@ class SweepRunner(ParallelRunner):
     def run(self, pipeline: Any, catalog: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         tracking = kedro_mlflow_hooks_active()
         if self._get_required_workers_count(pipeline) > 1 and not tracking:
-            self._priorities = node_priorities(pipeline, training_costs(pipeline, catalog))
             try:
                 return super().run(pipeline, catalog, *args, **kwargs)
             except KeyboardInterrupt:
@@ -234,6 +183,4 @@ class SweepRunner(ParallelRunner):
         threads = str(worker_threads(usable_cores(), max_workers))
         logger.info("Training side by side: %d worker processes, %s TensorFlow thread(s) each.", max_workers,
                     os.environ.get("TF_NUM_INTRAOP_THREADS", threads))
-        # spawn: this process has TensorFlow loaded (the spec check), which a fork would copy half-made.
-        return SweepExecutor(max_workers, self._priorities, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(threads,))
+        return SweepExecutor(max_workers, threads)

@@ -1,11 +1,10 @@
 """Experiment tracking with kedro-mlflow: one nested MLflow run per model variant (docs/tracking.md).
 
-kedro-mlflow (the ``tracking`` extra) opens one MLflow run per ``kedro run`` and logs each node's
-parameters into the active run. The files reach MLflow through ``conf/base/tracking_catalog.yml``,
-which :class:`MlflowVariantRunsHook` merges over the catalog. The hook adds what no dataset can: one
-nested run per variant, active from a node of it until a node of another starts (so through the
-saves, which Kedro does after ``after_node_run``); the numbers of ``metrics`` and
-``training_history``, the training settings, the Keras model; each variant run's final status.
+kedro-mlflow (the ``tracking`` extra) opens one MLflow run per ``kedro run`` and logs each node's parameters into the
+active run. The files reach MLflow through ``conf/base/tracking_catalog.yml``, which :class:`MlflowVariantRunsHook`
+merges over the catalog. The hook adds what no dataset can: one nested run per variant, active from a node of it
+until a node of another starts (so through the saves, which Kedro does after ``after_node_run``); the numbers of
+``metrics`` and ``training_history``, the training settings, the Keras model; each variant run's final status.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from fashion_cnn.parameters import partition_variants
-from fashion_cnn.variants import is_convolutional, variant_of
+from fashion_cnn.variants import is_convolutional, variant_of, variants_in
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +112,8 @@ class MlflowVariantRunsHook:
         mlflow.set_tags(airflow_tags)  # every Airflow task's run, variants or not
         self._parent_id, self._catalog = parent.info.run_id, catalog
         variants = partition_variants(catalog.load("parameters"))[0]
-        for node in pipeline.nodes:
-            if (variant := variant_of(node)) in variants:
-                self._pending.setdefault(variant, set()).add(node.name)
+        self._pending = {variant: {node.name for node in pipeline.nodes if variant_of(node) == variant}
+                         for variant in variants_in(pipeline.nodes) if variant in variants}
         for variant in sorted(self._pending):
             spec, description = variants[variant], variants[variant].get("description") or ""
             tags = [*spec.get("tags", []), *(["convolutional"] if is_convolutional(spec) else [])]
