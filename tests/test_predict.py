@@ -431,7 +431,7 @@ def test_export_writes_a_saved_model_that_loads_without_keras(trained, monkeypat
 def test_a_saved_model_is_replaced_whole(tmp_path):
     import keras
 
-    from fashion_cnn.datasets.saved_model_dataset import SavedModelDataset
+    from fashion_cnn.datasets.keras_model_dataset import SavedModelDataset
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     dataset = SavedModelDataset(filepath=str(tmp_path / "m" / "1"))

@@ -130,7 +130,7 @@ def test_missing_data_names_the_three_ways(tmp_path):
     assert "apt-get install dataset-fashion-mnist" in message
     assert "allow network access to the official mirror" in message
     assert "downloading from" in message
-    assert not list(empty.glob("*.part")), "a failed download must not leave partial files"
+    assert list(empty.iterdir()) == [], "a failed download must not leave partial files"
 
 
 def test_download_fills_the_raw_folder(tmp_path):

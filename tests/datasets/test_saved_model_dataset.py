@@ -16,7 +16,7 @@ from kedro.io import DatasetError
 from kedro.io.core import Version
 from support import copy_project, tmpfs
 
-from fashion_cnn.datasets.saved_model_dataset import SavedModelDataset
+from fashion_cnn.datasets.keras_model_dataset import SavedModelDataset
 
 VERSION = "2026-01-01T00.00.00.001Z"
 

@@ -4,15 +4,18 @@ process's later loads instead of reading the file back."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import posixpath
+import tempfile
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 import fsspec
-import numpy as np
 from kedro.io.core import AbstractVersionedDataset, Version, get_filepath_str, get_protocol_and_path
 
-from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays, read_only_view
+from fashion_cnn.datasets.whole_files import LOCAL_PROTOCOLS
 
 _DI = TypeVar("_DI")
 _DO = TypeVar("_DO")
@@ -46,19 +49,34 @@ class FsspecFileDataset(AbstractVersionedDataset[_DI, _DO]):
     def _exists(self) -> bool:
         return self._fs.exists(self._load_path())  # no version yet: exists() answers False
 
+    @contextlib.contextmanager
+    def _local_copy(self, path: str, upload: bool = False) -> Iterator[str]:
+        """``path`` itself on a local disk; elsewhere, for Keras and TensorFlow, which take local paths only, a
+        temporary local copy of the file or folder: downloaded first, or with ``upload``, uploaded after."""
+        if self._protocol in LOCAL_PROTOCOLS:
+            yield path
+            return
+        with tempfile.TemporaryDirectory(prefix="fashion_cnn_") as folder:
+            local = f"{folder}/{posixpath.basename(path)}"  # the same name: Keras checks the extension
+            if not upload:
+                self._fs.get(path, local, recursive=True)
+            yield local
+            if upload:
+                self._fs.put(local, path, recursive=True)
+                self._invalidate_cache()
+
 
 class KeepSavedMixin:
     """Mixin for a file dataset (versioned or not): a load of the version this object has just saved
     gets the saved object, so a node reads what this run wrote, never another run's file saved
-    meanwhile (the file is still written, for other processes). A load gets a copy (arrays: a read-only
-    view), so a node cannot change what the next loads; Kedro's release drops the object."""
+    meanwhile (the file is still written, for other processes). A load gets a copy, so a node cannot
+    change what the next loads; Kedro's release drops the object."""
 
     _kept: tuple[Any, Any] | None = None
 
     def save(self, data: Any) -> None:
         super().save(data)  # type: ignore[misc]
-        kept = read_only_view(data) if isinstance(data, np.ndarray) else data
-        self._kept = (self.resolve_save_version(), kept)  # type: ignore[attr-defined]
+        self._kept = (self.resolve_save_version(), data)  # type: ignore[attr-defined]
 
     def load(self) -> Any:
         if self._kept is not None and self._kept[0] == self.resolve_load_version():  # type: ignore[attr-defined]
@@ -67,7 +85,7 @@ class KeepSavedMixin:
 
     def _handover(self, data: Any) -> Any:
         """What a later load gets of the saved ``data``."""
-        return data if isinstance(data, np.ndarray | ReadOnlyArrays) else copy.deepcopy(data)  # arrays: read-only
+        return copy.deepcopy(data)
 
     def _release(self) -> None:
         super()._release()  # type: ignore[misc]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
-import os
 import struct
 import sys
 import urllib.request
@@ -18,6 +17,8 @@ from typing import Any
 
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
+
+from fashion_cnn.datasets.whole_files import whole_save
 
 GZIP_MAGIC = b"\x1f\x8b"
 UBYTE = 0x08
@@ -180,24 +181,18 @@ def _read(folder: Path, key: str, verify: bool) -> np.ndarray:
 
 
 def _fetch(url: str, target: Path, verify_as: str | None) -> None:
-    """Download ``url`` to ``target`` with a progress bar. The file takes its name only once complete (as
-    long as the server said) and, with ``verify_as``, checked; a partial or wrong download is deleted."""
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response, partial.open("wb") as out:
-            total, done = int(response.headers.get("Content-Length") or 0), 0
+    """Download ``url`` to ``target`` with a progress bar, whole (as long as the server said) and, with
+    ``verify_as``, checked, or not at all."""
+    with whole_save(target, target.parent) as partial, urllib.request.urlopen(url, timeout=30) as response:
+        total, done = int(response.headers.get("Content-Length") or 0), 0
+        with partial.open("wb") as out:
             while chunk := response.read(1 << 16):
                 done += out.write(chunk)
                 bar = f"[{'#' * int(30 * done / total):-<30}] {done / 1e6:6.1f}/{total / 1e6:.1f}" if total else \
                     f"{done / 1e6:6.1f}"
                 print(f"\r{target.name} {bar} MB", end="", file=sys.stderr, flush=True)
-            out.flush()
-            os.fsync(out.fileno())
         print(file=sys.stderr)
         if total and done != total:
             raise IDXError(f"{url}: the download stopped after {done} of {total} bytes; nothing was kept.")
         if verify_as is not None:
             check_sha256(read_bytes(partial), url, *FILES[verify_as][1:])
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)

@@ -112,13 +112,9 @@ class ImageFilesDataset(PartitionedDataset):
         if self._cached_partitions is None:
             fs, sep = self._filesystem, self._sep
             root = fs._strip_protocol(self._normalized_path).rstrip(sep)
-            if self._pattern:
-                found = [path for path in fs.glob(f"{root}{sep}{self._pattern}") if fs.isfile(path)]
-            else:
-                found = fs.find(self._normalized_path, **self._load_args) if fs.isdir(root) else []
-            self._cached_partitions = sorted(
-                path for path in found if path.endswith(self._filename_suffix)
-                and not any(part.startswith(".") for part in path[len(root):].split(sep)))
+            self._cached_partitions = sorted(path for path in fs.glob(f"{root}{sep}{self._pattern or '**'}")
+                                             if path.endswith(self._filename_suffix) and fs.isfile(path)
+                                             and not any(part.startswith(".") for part in path[len(root):].split(sep)))
         return self._cached_partitions
 
     def load(self) -> dict[str, Any]:

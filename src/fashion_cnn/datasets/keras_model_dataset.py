@@ -1,4 +1,5 @@
-"""``.keras`` model files: read in Keras's safe mode, written whole, without TensorFlow at import.
+"""Model files, written whole and without TensorFlow at import: ``.keras`` files, read in Keras's safe
+mode, and TensorFlow SavedModel folders, for serving without this project's code or Keras.
 
 Not kedro-datasets' ``TensorFlowModelDataset``, which imports TensorFlow with its module (the catalog,
 partition classes included, is built in every session) and goes through ``/tmp/kedro_tensorflow_tmp*``
@@ -6,11 +7,10 @@ both ways (a killed save left it behind, a failed load named it); these read and
 
 from __future__ import annotations
 
-import tempfile
+from pathlib import Path
 from typing import Any
 
 from kedro.io import DatasetError
-from kedro.io.core import Version
 
 from fashion_cnn.datasets.fsspec_file import FsspecFileDataset, KeepSavedMixin
 from fashion_cnn.datasets.whole_files import WholeFileMixin
@@ -21,44 +21,22 @@ class KerasFile(FsspecFileDataset[Any, Any]):
     """One ``.keras`` file, read in Keras's safe mode (no code from the file runs). Remote files go
     through a temporary local copy and one upload."""
 
-    def __init__(self, *, filepath: str, version: Version | None = None, load_args: dict[str, Any] | None = None,
-                 save_args: dict[str, Any] | None = None, credentials: dict[str, Any] | None = None,
-                 fs_args: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> None:
-        super().__init__(filepath=filepath, version=version, credentials=credentials, fs_args=fs_args,
-                         metadata=metadata)
-        self._load_args = {"safe_mode": True, **(load_args or {})}
-        self._save_args = dict(save_args or {})
-
-    def _describe(self) -> dict[str, Any]:
-        return {**super()._describe(), "load_args": self._load_args, "save_args": self._save_args}
-
     def load(self) -> Any:
         import_tensorflow()  # a notebook's or kedro-viz's first model: without TensorFlow's CUDA probe
         import keras
 
-        path = self._load_path()
+        source = self._load_path()
         try:
-            if self._protocol == "file":
-                return keras.saving.load_model(path, **self._load_args)
-            with tempfile.TemporaryDirectory(prefix="fashion_cnn_keras_") as folder:
-                self._fs.get(path, f"{folder}/model.keras")
-                return keras.saving.load_model(f"{folder}/model.keras", **self._load_args)
+            with self._local_copy(source) as path:
+                return keras.saving.load_model(path, safe_mode=True)
         except FileNotFoundError:
             raise
         except Exception as exc:  # Keras raises many types for a damaged or foreign file
-            raise DatasetError(f"{path} is not a loadable Keras model: {exc}") from exc
+            raise DatasetError(f"{source} is not a loadable Keras model: {exc}") from exc
 
     def save(self, data: Any) -> None:
-        import keras
-
-        path = self._save_path()
-        if self._protocol == "file":
-            keras.saving.save_model(data, path, **self._save_args)
-        else:
-            with tempfile.TemporaryDirectory(prefix="fashion_cnn_keras_") as folder:
-                keras.saving.save_model(data, f"{folder}/model.keras", **self._save_args)
-                self._fs.put(f"{folder}/model.keras", path)
-        self._invalidate_cache()
+        with self._local_copy(self._save_path(), upload=True) as path:
+            data.save(path)
 
 
 class KerasModelDataset(KeepSavedMixin, WholeFileMixin, KerasFile):
@@ -67,3 +45,36 @@ class KerasModelDataset(KeepSavedMixin, WholeFileMixin, KerasFile):
 
     def _handover(self, data: Any) -> Any:
         return data  # the model itself: nodes only predict with it
+
+
+class SavedModelFolder(FsspecFileDataset[Any, Any]):
+    """Saves a Keras model with ``model.export(format="tf_saved_model")``; loads the folder with
+    ``tf.saved_model.load`` (a TensorFlow graph, no Python code from the folder runs; call its
+    ``serve`` signature). TensorFlow is imported only to save or load. Remote folders go through a
+    temporary local copy."""
+
+    def load(self) -> Any:
+        import tensorflow as tf
+
+        source = self._load_path()
+        with self._local_copy(source) as path:
+            if not Path(path, "saved_model.pb").is_file():
+                raise DatasetError(f"{source} is not a SavedModel folder (no saved_model.pb in it).")
+            try:
+                return tf.saved_model.load(path)
+            except Exception as exc:  # TensorFlow raises many types for a damaged folder
+                raise DatasetError(f"{source} is not a loadable SavedModel: {exc}") from exc
+
+    def save(self, data: Any) -> None:
+        if not hasattr(data, "export"):
+            raise DatasetError(f"SavedModelDataset saves Keras models (model.export), got {type(data).__name__}.")
+        with self._local_copy(self._save_path(), upload=True) as path:
+            data.export(path, format="tf_saved_model", verbose=False)
+
+    def _exists(self) -> bool:
+        return self._fs.exists(f"{self._load_path()}/saved_model.pb")
+
+
+class SavedModelDataset(WholeFileMixin, SavedModelFolder):
+    """:class:`SavedModelFolder`, saved whole or not at all (an earlier export there is replaced by two
+    renames); ``filepath: .../saved_model/<version number>``, as TensorFlow Serving lays models out."""

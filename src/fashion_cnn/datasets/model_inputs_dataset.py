@@ -64,53 +64,44 @@ class NpzModelInputsDataset(FsspecFileDataset[Mapping[str, Any], ReadOnlyArrays]
 
     def load(self) -> ReadOnlyArrays:
         path = self._load_path()
-        arrays = self._read(path, KEYS)
+        arrays = self._read(path, KEYS)[1]
         check_model_inputs(arrays, path)
         return ReadOnlyArrays(arrays)
 
     def label_arrays(self) -> dict[str, np.ndarray]:
-        """Only the labels (kilobytes), after checking every array's header (names, dtypes,
-        counts) without reading the images; for the checks before a run: ``{"train": ..., "test": ...}``."""
+        """Only the labels (kilobytes), after checking every array's header (names, dtypes, counts)
+        without reading the images; for the checks before a run: ``{"train": ..., "test": ...}``."""
         path = self._load_path()
-        headers = self._headers(path)
+        shapes, arrays = self._read(path, ("train_labels", "test_labels"))
         for split in SPLITS:
-            ((count, *_), dtype), (labels, label_dtype) = headers[f"{split}_images"], headers[f"{split}_labels"]
-            if dtype.hasobject or label_dtype.hasobject:
-                raise ModelInputsError(f"{path} {PICKLED}", "delete it and ")
-            if count != labels[0]:
-                raise ModelInputsError(f"{path}: {count} {split} images but {labels[0]} {split} labels: "
+            (count, *_), (labels, *_) = shapes[f"{split}_images"], shapes[f"{split}_labels"]
+            if count != labels:
+                raise ModelInputsError(f"{path}: {count} {split} images but {labels} {split} labels: "
                                        "they do not belong together")
-        arrays = self._read(path, ("train_labels", "test_labels"))
         return {split: arrays[f"{split}_labels"] for split in SPLITS}
 
-    def _headers(self, path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        headers = {}
+    def _read(self, path: str, keys: tuple[str, ...]) -> tuple[dict[str, tuple[int, ...]], dict[str, np.ndarray]]:
+        """Every array's shape, and the arrays ``keys``, once the headers show the expected names and no
+        Python objects."""
+        shapes = {}
         try:
-            with self._fs.open(path, mode="rb") as file, zipfile.ZipFile(file) as archive:
-                for info in archive.infolist():
-                    with archive.open(info) as member:
-                        version = npy.read_magic(member)
-                        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-                        shape, _, dtype = read(member)
-                    headers[info.filename.removesuffix(".npy")] = (shape, dtype)
-        except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-            raise ModelInputsError(f"{path} is damaged or not a NumPy .npz file ({exc})") from exc
-        _check_names(headers, path)
-        return headers
-
-    def _read(self, path: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-        try:
-            with self._fs.open(path, mode="rb") as file, np.load(file, allow_pickle=False) as npz:
-                _check_names(npz.files, path)
-                return {key: npz[key] for key in keys}
+            with self._fs.open(path, mode="rb") as file:
+                with zipfile.ZipFile(file) as archive:
+                    for info in archive.infolist():
+                        with archive.open(info) as member:
+                            version = npy.read_magic(member)
+                            read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                            shape, _, dtype = read(member)
+                        if dtype.hasobject:
+                            raise ModelInputsError(f"{path} {PICKLED}", "delete it and ")
+                        shapes[info.filename.removesuffix(".npy")] = shape
+                _check_names(shapes, path)
+                file.seek(0)
+                with np.load(file, allow_pickle=False) as npz:
+                    return shapes, {key: npz[key] for key in keys}
         except FileNotFoundError:
             raise
-        except ValueError as exc:
-            if "allow_pickle" in str(exc):
-                raise ModelInputsError(f"{path} {PICKLED}. This project writes only plain arrays, so the file came "
-                                       "from elsewhere", "delete it and ") from exc
-            raise ModelInputsError(f"{path} is not a readable set of model inputs ({exc})") from exc
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
             raise ModelInputsError(f"{path} is damaged or not a NumPy .npz file ({exc})") from exc
 
     def save(self, data: Mapping[str, Any]) -> None:
@@ -125,4 +116,4 @@ class ModelInputsDataset(KeepSavedMixin, WholeFileMixin, NpzModelInputsDataset):
     the same run's later nodes (read-only) instead of being read back."""
 
     def _handover(self, data: Mapping[str, Any]) -> ReadOnlyArrays:
-        return data if isinstance(data, ReadOnlyArrays) else ReadOnlyArrays(data)
+        return ReadOnlyArrays(data)

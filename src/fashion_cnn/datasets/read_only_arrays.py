@@ -14,7 +14,9 @@ class ReadOnlyArrays(Mapping[str, np.ndarray]):
     this is the same object. Pickling (ParallelRunner) still sends the data, read-only on arrival."""
 
     def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
-        self._arrays = {name: read_only_view(array) for name, array in arrays.items()}
+        self._arrays = {name: np.asarray(array).view() for name, array in arrays.items()}  # the callers' stay writable
+        for array in self._arrays.values():
+            array.flags.writeable = False
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self._arrays[name]
@@ -36,10 +38,3 @@ class ReadOnlyArrays(Mapping[str, np.ndarray]):
 
     def __reduce__(self) -> tuple[type, tuple[dict[str, np.ndarray]]]:
         return ReadOnlyArrays, (self._arrays,)
-
-
-def read_only_view(array: np.ndarray) -> np.ndarray:
-    """A view of ``array`` that cannot be written to; ``array`` itself stays as it is."""
-    view = np.asarray(array).view()
-    view.flags.writeable = False
-    return view

@@ -1,9 +1,7 @@
-"""Saves that leave a whole file (or folder) under its final name, or nothing: written under a temporary
-name beside the target, flushed to disk, then renamed (``os.replace``; for a version ``os.link``, which
-refuses to overwrite another run's file), so a save cut short (Ctrl-C, a kill, a full disk) never leaves
-a truncated file that a versioned dataset would call its latest. A failed save removes its temporary
-file; a killed writer's goes with the next save into the folder once its process is gone. Object stores
-(``s3://``, ...) show an upload whole or not at all: saves there go straight through."""
+"""Saves that leave a whole file (or folder) under its final name, or nothing (docs/reliability.md): written
+under a temporary name beside the target, flushed to disk, then renamed (``os.replace``; for a version
+``os.link``, which refuses to overwrite another run's file). Object stores (``s3://``, ...) show an upload
+whole or not at all: saves there go straight through."""
 
 from __future__ import annotations
 
@@ -43,10 +41,9 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def sweep_stale_temps(folder: Path) -> list[Path]:
-    """Remove the temporary files in ``folder`` whose writer is gone, and return them: on this host,
-    its process has ended; on another, which cannot be asked, after ``FOREIGN_TEMP_MAX_AGE``."""
-    removed = []
+def sweep_stale_temps(folder: Path) -> None:
+    """Remove the temporary files in ``folder`` whose writer is gone: on this host, its process has
+    ended; on another, which cannot be asked, after ``FOREIGN_TEMP_MAX_AGE``."""
     for path in folder.glob(f"{TEMP_PREFIX}*") if folder.is_dir() else ():
         try:
             host, pid = path.name[len(TEMP_PREFIX):].split(".")[:2]
@@ -56,8 +53,6 @@ def sweep_stale_temps(folder: Path) -> list[Path]:
             continue
         if not alive:
             _remove(path)
-            removed.append(path)
-    return removed
 
 
 def _remove(path: Path) -> None:
@@ -77,9 +72,9 @@ def _fsync(*paths: Path) -> None:
 
 
 def commit(temp: Path, final: Path, exclusive: bool) -> None:
-    """Flush ``temp`` (a file, or a folder and all in it) and give it the name ``final`` (the caller
-    removes ``temp`` after); with ``exclusive``, never replace anything. A folder replaces an earlier
-    one by two renames: for an instant there is none under that name, never a partial one."""
+    """Flush ``temp`` (a file, or a folder and all in it) and give it the name ``final`` (the caller removes
+    ``temp`` after); with ``exclusive``, never replace anything. A folder replaces an earlier one by two
+    renames: for an instant there is none under that name, never a partial one."""
     _fsync(*(temp.rglob("*") if temp.is_dir() else ()), temp)
     final.parent.mkdir(parents=True, exist_ok=True)
     old = temp_path_for(final, final.parent)  # where an earlier folder waits while the new one moves in
@@ -93,9 +88,8 @@ def commit(temp: Path, final: Path, exclusive: bool) -> None:
                 os.link(temp, final)  # fails where a file is, as O_EXCL does
             except OSError as exc:
                 if isinstance(exc, FileExistsError) or final.exists():
-                    raise DatasetError(
-                        f"{final} already exists: another run saved this version at the same time. "
-                        "Nothing was overwritten; run again to get a new version.") from None
+                    raise DatasetError(f"{final} already exists: another run saved this version at the same time. "
+                                       "Nothing was overwritten; run again to get a new version.") from None
                 os.rename(temp, final)  # a file system without hard links
     finally:
         if os.path.lexists(old) and not os.path.lexists(final):
@@ -103,14 +97,6 @@ def commit(temp: Path, final: Path, exclusive: bool) -> None:
         _remove(old)
     with contextlib.suppress(OSError):  # some file systems cannot sync a folder; the rename is done
         _fsync(final.parent)
-
-
-def disk_full_error(final: Path) -> DatasetError:
-    """The one message for a save that found its disk full, with the free space of that disk (not the cwd's)."""
-    free = shutil.disk_usage(existing_ancestor(final.parent)).free
-    return DatasetError(f"No space left on the disk while saving {final} ({free / 1e6:.1f} MB free). Nothing was "
-                        "written under that name: the previous version, if any, is intact. Free some space there "
-                        "and run again.")
 
 
 def _disk_full(exc: BaseException | None) -> bool:
@@ -124,8 +110,8 @@ def _disk_full(exc: BaseException | None) -> bool:
 
 @contextlib.contextmanager
 def whole_save(final: Path, folder: Path, exclusive: bool = False) -> Iterator[Path]:
-    """A temporary path in ``folder`` to write ``final`` to, then ``commit``-ed; removed whatever happens.
-    A full disk, whichever layer finds it, ends in ``disk_full_error``."""
+    """A temporary path in ``folder`` to write ``final`` to, then committed; removed whatever happens.
+    A full disk, whichever layer finds it, ends in the one message, with the free space of that disk."""
     temp = temp_path_for(final, folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)  # in the try: it can be what finds the disk full
@@ -134,7 +120,10 @@ def whole_save(final: Path, folder: Path, exclusive: bool = False) -> Iterator[P
         commit(temp, final, exclusive)
     except BaseException as exc:
         if _disk_full(exc):
-            raise disk_full_error(final) from exc
+            free = shutil.disk_usage(existing_ancestor(final.parent)).free  # that disk's, not the cwd's
+            raise DatasetError(f"No space left on the disk while saving {final} ({free / 1e6:.1f} MB free). Nothing "
+                               "was written under that name: the previous version, if any, is intact. Free some "
+                               "space there and run again.") from exc
         raise
     finally:
         _remove(temp)
@@ -207,10 +196,9 @@ class WholeFileMixin:
         try:
             return super().load()  # type: ignore[misc]
         except DatasetError as exc:
-            try:  # None if unversioned: the message names the file already
+            version = None  # unversioned: the message names the file already
+            with contextlib.suppress(DatasetError):  # no version at all: Kedro's own message says so
                 version = self.resolve_load_version()  # type: ignore[attr-defined]
-            except DatasetError:  # no version at all: Kedro's own message says so
-                version = None
             if version is None:
                 raise
             raise DatasetError(
