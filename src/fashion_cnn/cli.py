@@ -1,9 +1,8 @@
 """Project commands: Kedro's own ``kedro run``, which trains a sweep's variants side by side.
 
-Without ``--runner``, a run whose nodes train several variants (``compare``, ``exercises``,
-``__default__``) uses :class:`fashion_cnn.runtime.sweep_runner.SweepRunner`; every other run,
-and any run given ``--runner``, is exactly Kedro's. Kedro loads this module for ``kedro run``
-(``cli`` group) and for ``python -m fashion_cnn`` (``run``).
+Without ``--runner``, a run whose nodes train several variants (``compare``, ``exercises``, ``__default__``)
+uses :class:`fashion_cnn.runtime.sweep_runner.SweepRunner`; every other run, and any run given ``--runner``,
+is exactly Kedro's. Kedro loads this module for ``kedro run`` (``cli`` group) and ``python -m fashion_cnn`` (``run``).
 
 After the run, the process exits in about 0.15 s instead of 1.2-1.5 s: see :func:`run`.
 """
@@ -38,15 +37,10 @@ def _nodes_to_run(options: dict[str, Any]) -> list[str]:
 
     names = [options["pipeline"]] if options.get("pipeline") else list(options.get("pipelines") or [])
     selected = sum((pipelines[name] for name in names or ["__default__"]), Pipeline([]))
-    selected = selected.filter(
-        tags=options.get("tags") or None,
-        from_nodes=options.get("from_nodes") or None,
-        to_nodes=options.get("to_nodes") or None,
-        node_names=options.get("node_names") or None,
-        from_inputs=options.get("from_inputs") or None,
-        to_outputs=options.get("to_outputs") or None,
-        node_namespaces=options.get("namespaces") or None,
-    )
+    # `Pipeline.filter`'s arguments, named as `kedro run`'s options but for `namespaces`.
+    filters = {name: options.get(name) or None
+               for name in ("tags", "from_nodes", "to_nodes", "node_names", "from_inputs", "to_outputs")}
+    selected = selected.filter(**filters, node_namespaces=options.get("namespaces") or None)
     return [node.name for node in selected.nodes]
 
 

@@ -1,8 +1,7 @@
 """Project pipelines.
 
-Folder pipelines are found with ``find_pipelines``; the ``variants`` pipeline holds one
-namespace per model variant in the parameters, and each variant gets a pipeline of its
-own name with the data processing in front of it.
+Folder pipelines are found with ``find_pipelines``; the ``variants`` pipeline holds one namespace per model
+variant in the parameters, and each variant gets a pipeline of its own name with the data processing in front of it.
 """
 
 from __future__ import annotations
@@ -23,10 +22,8 @@ ON_REQUEST = ("predict", "export", "tune")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """The project's pipelines by name."""
-    # Kedro 1.7 imports only `pipelines/<name>` for `kedro run --pipeline <name>`; variant
-    # pipelines are composed from several folders, so always discover all of them (cheap:
-    # no TensorFlow import at module level).
+    # Kedro 1.7 imports only `pipelines/<name>` for `kedro run --pipeline <name>`; variant pipelines are composed
+    # from several folders, so always discover all of them (cheap: no TensorFlow import at module level).
     pipelines.set_requested(None)
     found = find_pipelines(raise_errors=True)
     on_request = {name: found.pop(name) for name in ON_REQUEST if name in found}
@@ -40,8 +37,8 @@ def register_pipelines() -> dict[str, Pipeline]:
     registry["compare"] = data + variants + found["compare"]
     registry["__default__"] = sum(registry.values(), Pipeline([]))
     registry.update(on_request, tune=data + on_request["tune"])
-    # A broken variant block gets no nodes; its own name still runs, so that the spec check
-    # (runtime.checks.check_run) can stop it before anything trains, naming the problem.
+    # A broken variant block gets no nodes; its own name still runs, so that the spec check (runtime.checks.check_run)
+    # can stop it before anything trains, naming the problem.
     for name, problem in partition_variants(load_parameters())[1].items():
         logger.warning("%s Runs of the pipelines that include it (%s, __default__, compare) stop before "
                        "training; the other pipelines work.", problem, name)

@@ -1,8 +1,8 @@
 """The model variants: where their names come from, and which variant a node or dataset belongs to.
 
-A variant is any top-level parameter block with an ``architecture`` key. The pipeline registry
-reads them here, so a variant added in YAML gets its pipelines without Python. Every variant is a
-namespace of the same pipeline, so its nodes and datasets are named ``<variant>.<name>``.
+A variant is any top-level parameter block with an ``architecture`` key. The pipeline registry reads them here,
+so a variant added in YAML gets its pipelines without Python. Every variant is a namespace of the same pipeline,
+so its nodes and datasets are named ``<variant>.<name>``.
 """
 
 from __future__ import annotations
@@ -40,11 +40,8 @@ def is_training(node_name: str) -> bool:
 
 def is_convolutional(spec: Mapping[str, Any]) -> bool:
     """Whether the variant's architecture has a convolution layer (and so activation maps)."""
-    return any(
-        (entry if isinstance(entry, str) else next(iter(entry), None)) in CONVOLUTION_LAYERS
-        for entry in spec.get("architecture") or []
-        if isinstance(entry, str | Mapping)
-    )
+    return any((entry if isinstance(entry, str) else next(iter(entry), None)) in CONVOLUTION_LAYERS
+               for entry in spec.get("architecture") or [] if isinstance(entry, str | Mapping))
 
 
 def project_path() -> Path:
@@ -55,12 +52,12 @@ def project_path() -> Path:
 
 
 def load_parameters(env: str | None = None) -> dict[str, Any]:
-    """The parameter files of the base environment and of ``env`` (``KEDRO_ENV``, else ``local``), merged
-    as the project's config loader merges them, without resolving interpolations.
+    """The parameter files of the base environment and of ``env`` (``KEDRO_ENV``, else ``local``), merged as the
+    project's config loader merges them, without resolving interpolations.
 
-    For the pipeline registry, which runs outside the session's config loader: a second
-    ``OmegaConfigLoader`` would replace the session's process-wide resolvers (``runtime_params``) with
-    its own. A run checks the session's own parameters, ``--params`` included, before its first node.
+    For the pipeline registry, which runs outside the session's config loader: a second ``OmegaConfigLoader``
+    would replace the session's process-wide resolvers (``runtime_params``) with its own. A run checks the
+    session's own parameters, ``--params`` included, before its first node.
     """
     from kedro.framework.project import settings
     from omegaconf import OmegaConf

@@ -6,12 +6,23 @@ import os
 
 import pytest
 
-from fashion_cnn.model.architecture import SpecError, build_model, model_summary
-from fashion_cnn.model.training import compile_model
-from fashion_cnn.parameters import find_variants, merge_training_settings, runtime_environment
+from fashion_cnn.model.architecture import SpecError, build_model, compile_model, model_summary
+from fashion_cnn.parameters import (
+    check_broken_variants,
+    merge_training_settings,
+    partition_variants,
+    runtime_environment,
+)
 from fashion_cnn.variants import is_convolutional, load_parameters
 
 PARAMETERS = None
+
+
+def find_variants(parameters: dict) -> dict:
+    """The variant blocks, checked as a run of every pipeline checks them: SpecError for a broken one."""
+    variants, broken = partition_variants(parameters)
+    check_broken_variants(broken, parameters, None)
+    return variants
 
 
 def parameters() -> dict:

@@ -1,4 +1,3 @@
-"""The model layer: Keras models built from the parameters' specs, compiled and trained with the
-configured settings, and the notebook's activation-layer choices. Nodes and hooks both use it;
-it imports no pipeline. Keras is imported inside the functions, so that the Kedro CLI stays fast
-(``callbacks`` imports it at module level: import it only where Keras is needed)."""
+"""The model layer, used by nodes and hooks alike and importing no pipeline: Keras models from the parameters and
+what uses them. Keras is imported inside the functions, so that the Kedro CLI stays fast (``callbacks`` imports it
+at module level: import it only where Keras is needed)."""

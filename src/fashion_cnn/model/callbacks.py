@@ -9,18 +9,14 @@ from typing import Any
 
 import keras
 
-from fashion_cnn.parameters import THRESHOLD_MODES
-
 
 class StopAtThreshold(keras.callbacks.Callback):
     """Stop training once ``monitor`` is ``below`` (or ``above``) ``threshold`` at an epoch's end: the course's
-    previous lesson ("stop when the loss falls below 0.4"). Unlike EarlyStopping, which waits for a metric
-    to stop improving, this stops as soon as a target is reached."""
+    previous lesson ("stop when the loss falls below 0.4"). Unlike EarlyStopping, which waits for a metric to
+    stop improving, this stops as soon as a target is reached. Its settings are checked in parameters.py."""
 
     def __init__(self, monitor: str = "loss", threshold: float = 0.4, mode: str = "below") -> None:
         super().__init__()
-        if mode not in THRESHOLD_MODES:
-            raise ValueError(f"mode must be 'below' or 'above', got {mode!r}")
         self.monitor, self.threshold, self.mode = monitor, threshold, mode
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -48,17 +44,14 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class SignalsBetweenSteps(keras.callbacks.Callback):
-    """Within ``with SignalsBetweenSteps() as callback: model.fit(..., callbacks=[callback])``, Ctrl-C and
-    SIGTERM take effect between two training (or validation) steps: the handler in place before (the
-    run guard's, Python's KeyboardInterrupt, a scheduler's) is called from the next step's end.
+    """Within ``with SignalsBetweenSteps() as callback: model.fit(..., callbacks=[callback])``, Ctrl-C and SIGTERM
+    take effect between two training (or validation) steps: the handler in place before (the run guard's,
+    Python's KeyboardInterrupt, a scheduler's) is called from the next step's end.
 
-    Python raises KeyboardInterrupt wherever the main thread happens to be, and inside TensorFlow's
-    Python layers that sometimes left its heap corrupt: about one Ctrl-C in ten during training
-    ended in glibc's "free(): invalid next size" abort instead of the run's summary. A second
-    signal before the step ends is handled at once. Ignored and default dispositions are left alone.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    Python raises KeyboardInterrupt wherever the main thread happens to be, and inside TensorFlow's Python
+    layers that sometimes left its heap corrupt: about one Ctrl-C in ten during training ended in glibc's
+    "free(): invalid next size" abort instead of the run's summary. A second signal before the step ends is
+    handled at once. Ignored and default dispositions are left alone (and only the main thread has handlers)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,9 +60,8 @@ class SignalsBetweenSteps(keras.callbacks.Callback):
 
     def __enter__(self) -> SignalsBetweenSteps:
         if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                if callable(signal.getsignal(signum)):
-                    self._previous[signum] = signal.signal(signum, self._note)
+            self._previous = {signum: signal.signal(signum, self._note) for signum in (signal.SIGINT, signal.SIGTERM)
+                              if callable(signal.getsignal(signum))}
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> None:

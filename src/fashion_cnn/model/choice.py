@@ -1,11 +1,11 @@
-"""Which trained model a run uses (``predict.variant`` and ``predict.model_version``, or the same keys
-of ``export``), and the checks of those parameters before anything heavy runs.
+"""Which trained model a run uses (``predict.variant`` and ``predict.model_version``, or the same keys of
+``export``), and the checks of those parameters before anything heavy runs.
 
-Kedro chooses a dataset's version with ``--load-versions``, not from parameters (nor can a dataset
-factory read them). So the runs that use a trained model read them all through ``trained_models``, a
-partitioned dataset of the ``.keras`` files under ``data/06_models``, loaded lazily: a node loads only
-the one the parameters name. :func:`check_model_use` makes the same choice before the first node,
-from the file names alone, so a wrong name fails in a second, naming the parameter.
+Kedro chooses a dataset's version with ``--load-versions``, not from parameters (nor can a dataset factory read
+them). So the runs that use a trained model read them all through ``trained_models``, a partitioned dataset of
+the ``.keras`` files under ``data/06_models``, loaded lazily: a node loads only the one the parameters name.
+:func:`check_model_use` makes the same choice before the first node, from the file names alone, so a wrong name
+fails in a second, naming the parameter.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
-
-from kedro.io import DatasetError
 
 from fashion_cnn.model.architecture import SpecError
 from fashion_cnn.parameters import check_model_choice, check_predict_settings, settings_block
@@ -49,9 +47,9 @@ def choose_model(partitions: Mapping[str, Callable[[], Any]], variant: Any, vers
     elif version not in versions[variant]:
         newest = sorted(versions[variant], reverse=True)
         more = f" ({len(newest)} in all)" if len(newest) > SHOWN_VERSIONS else ""
-        shown = ", ".join(newest[:SHOWN_VERSIONS]) + more
         raise SpecError(f"Parameter `{block}.model_version`: variant '{variant}' has no model version '{version}'. "
-                        f"Its versions, newest first: {shown}. Leave it null for the newest.")
+                        f"Its versions, newest first: {', '.join(newest[:SHOWN_VERSIONS])}{more}. Leave it null for "
+                        "the newest.")
     return variant, version, versions[variant][version]
 
 
@@ -67,10 +65,8 @@ def check_model_use(parameters: Mapping[str, Any], configured: Collection[str], 
                 raise SpecError(f"This run trains models ({', '.join(trained_here)}) and runs `{block}`, which reads "
                                 f"the saved models and would not wait for these: run `kedro run --pipelines {block}` "
                                 "on its own, after the training run.")
-            try:
-                partitions = catalog.get(MODELS_DATASET).load()
-            except DatasetError:  # no .keras file at all under data/06_models
-                partitions = {}
+            models = catalog.get(MODELS_DATASET)
+            partitions = models.load() if models.exists() else {}  # exists: a .keras file under data/06_models
             settings = settings_block(parameters, block)
             choose_model(partitions, settings.get("variant"), settings.get("model_version"), block, configured)
     if IMAGES_DATASET in inputs:

@@ -1,14 +1,14 @@
 """Models in MLflow, with the ``tracking`` extra (kedro-mlflow); without it nothing here imports MLflow.
 
-* :func:`log_trained_model` (called by :class:`fashion_cnn.runtime.tracking.MlflowVariantRunsHook`) logs
-  every variant's trained model to the variant's run, beside its metrics, as a Keras-flavour MLflow model
+* :func:`log_trained_model` (called by :class:`fashion_cnn.runtime.tracking.MlflowVariantRunsHook`) logs every
+  variant's trained model to the variant's run, beside its metrics, as a Keras-flavour MLflow model
   (``runs:/<variant run id>/model``). By the hook, not by a kedro-mlflow dataset: ``MlflowModelTrackingDataset``
-  would log the model instead of saving the local versioned ``.keras`` file that ``predict`` and ``export``
-  read, and ``MlflowModelLocalFileSystemDataset`` saves an MLflow model folder in its place.
-* :func:`with_serving_model` makes the ``predict`` pipeline a kedro-mlflow ``PipelineML`` ("serve pipelines,
-  not models"): after each tracked run, its inference part (a table of base64-encoded image files in, the
-  table of ``predictions.csv`` out) is logged with the model it used as ``image_classifier``, which
-  ``mlflow models serve`` answers raw images with. Without kedro-mlflow it is a plain pipeline.
+  would log the model instead of saving the local versioned ``.keras`` file that ``predict`` and ``export`` read,
+  and ``MlflowModelLocalFileSystemDataset`` saves an MLflow model folder in its place.
+* :func:`with_serving_model` makes the ``predict`` pipeline a kedro-mlflow ``PipelineML`` ("serve pipelines, not
+  models"): after each tracked run, its inference part (a table of base64-encoded image files in, the table of
+  ``predictions.csv`` out) is logged with the model it used as ``image_classifier``, which ``mlflow models serve``
+  answers raw images with. Without kedro-mlflow it is a plain pipeline.
 """
 
 from __future__ import annotations
@@ -23,16 +23,14 @@ from typing import Any
 from kedro.pipeline import Pipeline
 
 SERVING_INPUT = "serving_request"
-SERVING_MODEL_NAME = "image_classifier"
-TRAINED_MODEL_NAME = "model"
 # What the served pipeline imports; pinned to this environment's versions.
 SERVING_DISTRIBUTIONS = ("tensorflow", "keras", "kedro", "kedro-datasets", "kedro-mlflow", "mlflow", "pillow",
                          "numpy", "pandas", "fsspec")
 
 
 def pip_requirements(distributions: tuple[str, ...]) -> list[str]:
-    """``name==version`` of each installed distribution. Given to MLflow so that it does not infer
-    them by loading the model in a subprocess (seconds of TensorFlow start-up per logged model)."""
+    """``name==version`` of each installed distribution. Given to MLflow so that it does not infer them by
+    loading the model in a subprocess (seconds of TensorFlow start-up per logged model)."""
     pinned = []
     for name in distributions:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -51,13 +49,13 @@ def log_trained_model(variant: str, model: Any) -> None:
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.input_shape[1:]), "images")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *model.output_shape[1:]), "probabilities")]),
     )
-    mlflow.keras.log_model(model, name=TRAINED_MODEL_NAME, signature=signature,
+    mlflow.keras.log_model(model, name="model", signature=signature,
                            pip_requirements=pip_requirements(("tensorflow", "keras")), tags={"variant": variant})
 
 
 def serving_input_example() -> Any:
-    """A request of one drawn picture (a pair of trousers, dark on white, 60x90 pixels): MLflow keeps
-    it with the model as ``serving_input_example.json``, a body ready to post to ``/invocations``."""
+    """A request of one drawn picture (a pair of trousers, dark on white, 60x90 pixels): MLflow keeps it with the
+    model as ``serving_input_example.json``, a body ready to post to ``/invocations``."""
     import pandas as pd
     from PIL import Image, ImageDraw
 
@@ -72,9 +70,9 @@ def serving_input_example() -> Any:
 
 
 def with_serving_model(training: Pipeline, inference: Pipeline) -> Pipeline:
-    """``training`` as kedro-mlflow's ``PipelineML``: after each tracked run of it, ``inference``
-    and its inputs from that run (the model file, the parameters) are logged as one MLflow model;
-    ``training`` itself when kedro-mlflow is not installed."""
+    """``training`` as kedro-mlflow's ``PipelineML``: after each tracked run of it, ``inference`` and its inputs
+    from that run (the model file, the parameters) are logged as one MLflow model; ``training`` itself when
+    kedro-mlflow is not installed."""
     try:
         from kedro_mlflow.pipeline import pipeline_ml_factory
     except ModuleNotFoundError as missing:
@@ -87,19 +85,17 @@ def with_serving_model(training: Pipeline, inference: Pipeline) -> Pipeline:
     import fashion_cnn
 
     return pipeline_ml_factory(
-        training=training,
-        inference=inference,
-        input_name=SERVING_INPUT,
+        training=training, inference=inference, input_name=SERVING_INPUT,
         kpm_kwargs={"copy_mode": "assign"},  # the model and arrays are passed on, never changed
         log_model_kwargs={
-            "name": SERVING_MODEL_NAME,
+            "name": "image_classifier",
             # A request is a table: `image` (an image file, base64-encoded) and, optionally, `file`.
             "signature": ModelSignature(inputs=Schema([ColSpec("string", "image"),
                                                        ColSpec("string", "file", required=False)])),
             "input_example": serving_input_example(),
             "pip_requirements": pip_requirements(SERVING_DISTRIBUTIONS),
-            # The served pipeline's nodes and datasets are this package's: ship its code with the
-            # model, so that serving does not depend on the project checkout being there.
+            # The served pipeline's nodes and datasets are this package's: ship its code with the model, so that
+            # serving does not depend on the project checkout being there.
             "code_paths": [str(Path(fashion_cnn.__file__).parent)],
         },
     )

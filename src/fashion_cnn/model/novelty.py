@@ -1,13 +1,12 @@
 """How unlike the training images an image is: the score behind `predict`'s flag "not something I know".
 
-The score is the Mahalanobis detector of Lee, Lee, Lee and Shin ("A Simple Unified Framework for
-Detecting Out-of-Distribution Samples and Adversarial Attacks", NeurIPS 2018), without its input
-preprocessing. Per feature layer (every feature-map layer, its channels averaged over the map as in
-the paper, and the input of the last layer), class means and one shared covariance are fitted on
-training images; an image's distance is its Mahalanobis distance to the nearest class mean. The paper
-weighs the layers with a regression fitted on out-of-distribution examples; with none to learn from,
-each layer's distance is standardised on the test set and the layers count equally. The flag's
-threshold is the (1 - share) quantile of the test set's scores, so that share of it is flagged.
+The score is the Mahalanobis detector of Lee, Lee, Lee and Shin ("A Simple Unified Framework for Detecting
+Out-of-Distribution Samples and Adversarial Attacks", NeurIPS 2018), without its input preprocessing. Per feature
+layer (every feature-map layer, its channels averaged over the map as in the paper, and the input of the last
+layer), class means and one shared covariance are fitted on training images; an image's distance is its Mahalanobis
+distance to the nearest class mean. The paper weighs the layers with a regression fitted on out-of-distribution
+examples; with none to learn from, each layer's distance is standardised on the test set and the layers count
+equally. The flag's threshold is the (1 - share) quantile of the test set's scores, so that share of it is flagged.
 """
 
 from __future__ import annotations
@@ -27,10 +26,9 @@ def layer_features(model: Any, images: np.ndarray) -> list[np.ndarray]:
     input of the last layer (float64, one row per image)."""
     import keras
 
-    maps = [layer.output for layer in model.layers
-            if len(layer.output.shape) == 4 and type(layer).__name__ != "InputLayer"]
-    outputs = [keras.layers.GlobalAveragePooling2D()(output) for output in maps] + [model.layers[-1].input]
-    found = keras.Model(model.inputs, outputs).predict(images, batch_size=256, verbose=0)
+    means = [keras.layers.GlobalAveragePooling2D()(layer.output) for layer in model.layers
+             if len(layer.output.shape) == 4 and type(layer).__name__ != "InputLayer"]
+    found = keras.Model(model.inputs, [*means, model.layers[-1].input]).predict(images, batch_size=256, verbose=0)
     return [np.asarray(features, np.float64).reshape(len(images), -1)
             for features in (found if isinstance(found, list) else [found])]  # one output (Dense only): an array
 

@@ -1,12 +1,11 @@
-"""A quiet TensorFlow import: the known, harmless lines TensorFlow 2.21 prints on a machine without a GPU
-(the absl preamble, "Could not find cuda drivers", the ``cuInit`` failure of the first device listing,
-and the oneDNN notice when ``TF_CPP_MIN_LOG_LEVEL`` hides TensorFlow's other INFO lines) are dropped;
-every other line reaches stderr, in order.
+"""A quiet TensorFlow import: drops the known, harmless lines TensorFlow 2.21 prints on a machine without a GPU
+(the absl preamble, "Could not find cuda drivers", the ``cuInit`` failure of the first device listing, and the
+oneDNN notice when ``TF_CPP_MIN_LOG_LEVEL`` hides the other INFO lines); every other line reaches stderr, in order.
 
-TensorFlow writes them from C++ straight to file descriptor 2, before its logging is set up, so neither
-``TF_CPP_MIN_LOG_LEVEL`` nor Python's ``logging`` can reach them: the import and the first device listing
-run with descriptor 2 captured in an unlinked temporary file. A ``cuInit`` failure goes only after
-TensorFlow said there is no driver: on a machine with one, it is a real problem.
+TensorFlow writes them from C++ straight to file descriptor 2 before its logging is set up, out of reach of
+``TF_CPP_MIN_LOG_LEVEL`` and Python's ``logging``: so the import and the first device listing run with descriptor
+2 captured in an unlinked temporary file. A ``cuInit`` failure goes only after TensorFlow said there is no driver:
+on a machine with one, it is a real problem.
 """
 
 from __future__ import annotations
@@ -52,9 +51,8 @@ def _flush_python_stderr() -> None:
 
 @contextlib.contextmanager
 def filtered_stderr() -> Iterator[list[bytes]]:
-    """Capture file descriptor 2 until exit, then write it without the known lines, which the yielded
-    list receives; an unfinished last line is written as it is. Where file descriptor 2 cannot be
-    redirected, only yields the list."""
+    """Capture file descriptor 2 until exit, then write it without the known lines, which the yielded list
+    receives; an unfinished last line is written as it is. Where descriptor 2 cannot be redirected, only yields."""
     dropped: list[bytes] = []
     _flush_python_stderr()
     try:
@@ -81,9 +79,9 @@ def filtered_stderr() -> Iterator[list[bytes]]:
 
 
 def import_tensorflow() -> Any:
-    """``import tensorflow``; the first time in the process, without the known lines above. Called where a
-    run, a dataset or a sweep worker first needs TensorFlow (an explicit call, not an import hook:
-    importing the project changes nothing). ``FASHION_CNN_TF_NOISE=1`` shows everything."""
+    """``import tensorflow``; the first time in the process, without the known lines above. Called where a run, a
+    dataset or a sweep worker first needs TensorFlow (an explicit call, not an import hook: importing the project
+    changes nothing). ``FASHION_CNN_TF_NOISE=1`` shows everything."""
     if "tensorflow" in sys.modules or os.environ.get("FASHION_CNN_TF_NOISE") == "1":
         return importlib.import_module("tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines; a user's value wins

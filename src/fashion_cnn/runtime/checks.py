@@ -1,10 +1,9 @@
 """Every check of a run before its first node: :func:`check_run`.
 
-Parameters (through :mod:`fashion_cnn.parameters`), then what they mean for this run's data (the
-labels' sizes and classes, read from the raw files' or the saved model inputs' headers), every
-variant's spec built once, the trained models a run uses, and the folders and disks it writes to.
-A bad setting so fails in seconds, with every problem of the variants in one message, instead of
-after other variants trained.
+Parameters (through :mod:`fashion_cnn.parameters`), then what they mean for this run's data (the labels' sizes
+and classes, read from the raw files' or the saved model inputs' headers), every variant's spec built once, the
+trained models a run uses, and the folders and disks it writes to. A bad setting so fails in seconds, with every
+problem of the variants in one message, instead of after other variants trained.
 """
 
 from __future__ import annotations
@@ -64,8 +63,8 @@ def check_run(run_params: Mapping[str, Any], pipeline: Any, catalog: Any) -> Non
     problems, parameter_counts, settings = [], {}, {}
     for name in in_run:
         try:
-            parameter_counts[name], settings[name] = checked.check_variant(name, variants[name], parameters, used["test"],
-                                                                   precision)
+            parameter_counts[name], settings[name] = checked.check_variant(name, variants[name], parameters,
+                                                                           used["test"], precision)
         except SpecError as exc:
             problems.append(str(exc))
     if problems:
@@ -90,45 +89,30 @@ def data_facts(catalog: Any, pipeline: Any) -> checked.DataFacts | None:
     """Sizes and classes of the data the run reads: the raw files, else the saved model inputs."""
     inputs = pipeline.inputs()
     raw = catalog.get("fashion_mnist") if "fashion_mnist" in inputs else None
-    if raw is not None and hasattr(raw, "label_arrays"):
-        found = raw.label_arrays()
-        if found is None:
-            return None
-        folder, labels = found
-        return checked.DataFacts.from_labels(f"the Fashion-MNIST files in {folder}", labels, subset_applied=False)
+    if hasattr(raw, "label_arrays"):
+        found = raw.label_arrays()  # None: still to be downloaded
+        return None if found is None else checked.DataFacts.from_labels(f"the Fashion-MNIST files in {found[0]}",
+                                                                        found[1], subset_applied=False)
     saved = catalog.get("model_inputs") if "model_inputs" in inputs else None
-    if saved is not None and hasattr(saved, "label_arrays"):
-        try:
-            labels = saved.label_arrays()
-        except (FileNotFoundError, DatasetError) as exc:
-            if saved.exists():
-                raise
-            raise DatasetError(
-                f"No model inputs at {getattr(saved, '_filepath', 'model_inputs')}: this run starts from them. "
-                "Write them first with `kedro run --namespaces data_processing` (or run a pipeline that "
-                "includes the data processing, such as `kedro run --pipelines cnn`)."
-            ) from exc
-        return checked.DataFacts.from_labels(str(getattr(saved, "_filepath", "model_inputs")), labels, subset_applied=True)
-    return None
-
-
-def planned_bytes(kind: str, parameters: int = 0, images: Mapping[str, int] | None = None,
-                  pixel_bytes: int = 4, pixels: int = 784) -> int:
-    """About how many bytes a save of ``kind`` (``model``, ``model_inputs``, other) writes."""
-    if kind == "model":
-        return parameters * MODEL_FILE_BYTES_PER_PARAMETER + MODEL_FILE_OVERHEAD
-    if kind == "model_inputs" and images:
-        return sum(count * (pixels * pixel_bytes + 1) for count in images.values())
-    return OTHER_FILE_BYTES
+    if not hasattr(saved, "label_arrays"):
+        return None
+    path = str(getattr(saved, "_filepath", "model_inputs"))
+    try:
+        labels = saved.label_arrays()
+    except (FileNotFoundError, DatasetError) as exc:
+        if saved.exists():
+            raise
+        raise DatasetError(f"No model inputs at {path}: this run starts from them. Write them first with `kedro run "
+                           "--namespaces data_processing` (or run a pipeline that includes the data processing, such "
+                           "as `kedro run --pipelines cnn`).") from exc
+    return checked.DataFacts.from_labels(path, labels, subset_applied=True)
 
 
 def planned_writes(catalog: Any, pipeline: Any, parameter_counts: Mapping[str, int], used: Mapping[str, Any],
                    data: Mapping[str, Any]) -> list[tuple[Path, int]]:
     """The folders on local disks that the run saves into, and about how many bytes each save writes."""
     planned = []
-    images = {split: count for split, count in used.items() if count}
-    pixel_bytes = 8 if data.get("pixel_dtype") == "float64" else 4
-    pixels = math.prod(data.get("input_shape") or [28, 28, 1])
+    image_bytes = (8 if data.get("pixel_dtype") == "float64" else 4) * math.prod(data.get("input_shape") or [28, 28, 1])
     for name in sorted(pipeline.all_outputs()):
         dataset = catalog.get(name)
         # A file dataset's path, or a partitioned dataset's folder (the export's SavedModels).
@@ -139,9 +123,13 @@ def planned_writes(catalog: Any, pipeline: Any, parameter_counts: Mapping[str, i
         folder = Path(str(path)) if getattr(dataset, "_version", None) or hasattr(dataset, "_path") \
             else Path(str(path)).parent
         variant = variant_of(name)
-        kind = "model" if variant and name == f"{variant}.model" else name
-        planned.append((folder, planned_bytes(kind, parameter_counts.get(variant or "", 0), images, pixel_bytes,
-                                              pixels)))
+        if variant and name == f"{variant}.model":
+            size = parameter_counts.get(variant, 0) * MODEL_FILE_BYTES_PER_PARAMETER + MODEL_FILE_OVERHEAD
+        elif name == "model_inputs" and any(used.values()):
+            size = sum(count * (image_bytes + 1) for count in used.values() if count)  # the images and a label byte
+        else:
+            size = OTHER_FILE_BYTES
+        planned.append((folder, size))
     return planned
 
 
@@ -150,15 +138,8 @@ def disk_shortfalls(planned: Iterable[tuple[Path, int]]) -> list[str]:
     per_disk: dict[int, list[Any]] = {}
     for path, size in planned:
         existing = existing_ancestor(path.absolute())
-        entry = per_disk.setdefault(os.stat(existing).st_dev, [existing, 0])
-        entry[1] += size
-    problems = []
-    for folder, size in per_disk.values():
-        free = shutil.disk_usage(folder).free
-        if size * DISK_MARGIN > free:
-            problems.append(
-                f"This run writes about {size / 1e6:.0f} MB to the disk of {folder}, which has {free / 1e6:.0f} MB "
-                f"free. Free some space there (older versions under data/06_models/ and data/08_reporting/ can go) "
-                f"and run again; nothing has been trained or written."
-            )
-    return problems
+        per_disk.setdefault(os.stat(existing).st_dev, [existing, 0])[1] += size
+    return [f"This run writes about {size / 1e6:.0f} MB to the disk of {folder}, which has {free / 1e6:.0f} MB free. "
+            "Free some space there (older versions under data/06_models/ and data/08_reporting/ can go) and run "
+            "again; nothing has been trained or written."
+            for folder, size in per_disk.values() if size * DISK_MARGIN > (free := shutil.disk_usage(folder).free)]
