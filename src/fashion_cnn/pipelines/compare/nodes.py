@@ -62,7 +62,6 @@ def plot_comparison(table: DataFrame) -> Figure:
         ax.set_xticks(positions, table["variant"], rotation=40, ha="right")
         ax.set_title(column.replace("_", " "))
         if column == "test_accuracy":
-            low = float(table[column].min())
-            ax.set_ylim(max(0.0, low - 0.05), 1.0)
+            ax.set_ylim(max(0.0, float(table[column].min()) - 0.05), 1.0)
     return figure
 

@@ -22,16 +22,9 @@ def create_pipeline(variants: Mapping[str, Mapping[str, Any]] | None = None, **k
         # Kedro warns about dotted dataset names outside their namespace; reading each
         # variant's `<variant>.metrics` from here is exactly what a comparison must do.
         warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
-        return pipeline(
-            [
-                node(
-                    compare_variants,
-                    inputs={"reference": "params:comparison.reference", **metrics},
-                    outputs="comparison",
-                    name="compare_variants",
-                ),
-                node(to_markdown, "comparison", "comparison_markdown", name="write_comparison_markdown"),
-                node(plot_comparison, "comparison", "comparison_chart", name="plot_comparison"),
-            ],
-            tags="compare",
-        )
+        return pipeline([
+            node(compare_variants, {"reference": "params:comparison.reference", **metrics}, "comparison",
+                 name="compare_variants"),
+            node(to_markdown, "comparison", "comparison_markdown", name="write_comparison_markdown"),
+            node(plot_comparison, "comparison", "comparison_chart", name="plot_comparison"),
+        ], tags="compare")

@@ -7,18 +7,18 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from kedro.io.core import VERSION_FORMAT
+
 from fashion_cnn.model.choice import choose_model
 
 logger = logging.getLogger(__name__)
-
-KEDRO_VERSION_FORMAT = "%Y-%m-%dT%H.%M.%S.%fZ"
 
 
 def serving_version(version: str) -> int:
     """A Kedro version (``2026-11-28T10.15.02.123Z``) as the whole number TensorFlow Serving wants
     for a version folder: the milliseconds since 1970, so that newer models get larger numbers."""
     try:
-        moment = datetime.strptime(version, KEDRO_VERSION_FORMAT).replace(tzinfo=timezone.utc)
+        moment = datetime.strptime(version, VERSION_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
         raise ValueError(f"Model version {version!r} is not a Kedro version (such as 2026-11-28T10.15.02.123Z), "
                          "so it has no serving version number.") from None

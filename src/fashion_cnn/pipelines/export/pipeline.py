@@ -11,14 +11,5 @@ from .nodes import export_for_serving
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pipeline(
-        [
-            node(
-                export_for_serving,
-                inputs=["trained_models", "params:export.variant", "params:export.model_version"],
-                outputs="saved_models",
-                name="export_for_serving",
-            )
-        ],
-        tags="export",
-    )
+    inputs = ["trained_models", "params:export.variant", "params:export.model_version"]
+    return pipeline([node(export_for_serving, inputs, "saved_models", name="export_for_serving")], tags="export")

@@ -1,8 +1,8 @@
 """Classify the user's own pictures with a trained model variant.
 
-The images reach the nodes as lazy loaders (one per file, from the partitioned ``predict_images``
-dataset, or one per row of a request to the served MLflow model), so they are prepared one after
-another and a file that cannot be used is listed with its reason instead of stopping the run.
+The images reach the nodes as lazy loaders (one per file, from the partitioned ``predict_images`` dataset, or one
+per row of a request to the served MLflow model), so they are prepared one after another and a file that cannot
+be used is listed with its reason instead of stopping the run.
 """
 
 from __future__ import annotations
@@ -46,11 +46,9 @@ def choose_model_to_predict(trained_models: Mapping[str, Callable[[], Any]],
 
 
 def prepare_images(images: Mapping[str, Callable[[], Any]], input_shape: list[int]) -> ReadOnlyArrays:
-    """Every image, prepared as Fashion-MNIST's were (:func:`.preparation.fashion_mnist_image`).
-
-    Returns ``files`` (every name, in order), ``problems`` (why each file was skipped; empty for
-    the usable ones) and ``images`` (the usable ones, ``(n, height, width, 1)`` float32 in [0, 1]).
-    """
+    """Every image, prepared as Fashion-MNIST's were (:func:`.preparation.fashion_mnist_image`): ``files`` (every
+    name, in order), ``problems`` (why each file was skipped; empty for the usable ones) and ``images`` (the usable
+    ones, ``(n, height, width, 1)`` float32 in [0, 1])."""
     size = (int(input_shape[0]), int(input_shape[1]))
     problems, prepared = [], []
     for name, load in images.items():
@@ -105,8 +103,7 @@ def predict_top_classes(model: Any, prepared: Mapping[str, np.ndarray], novelty_
     ``novelty_score`` and whether that flags it as ``unfamiliar`` (None without a novelty reference)."""
     import pandas as pd
 
-    usable = prepared["problems"] == ""
-    images = prepared["images"]
+    usable, images = prepared["problems"] == "", prepared["images"]
     probabilities = (model.predict(images, batch_size=256, verbose=0) if len(images) else
                      np.zeros((0, len(class_names)))).astype(np.float64)
     if probabilities.shape[1] != len(class_names):
@@ -114,11 +111,11 @@ def predict_top_classes(model: Any, prepared: Mapping[str, np.ndarray], novelty_
                          f"{len(class_names)} classes; the model was trained with other classes.")
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
     names = np.asarray(class_names, dtype=object)
+    chosen = np.take_along_axis(probabilities, order, axis=1).round(4)
     table = {"file": prepared["files"][usable]}
     for rank in range(top_k):
         table[f"class_{rank + 1}"] = names[order[:, rank]]
-        chosen = np.take_along_axis(probabilities, order[:, rank : rank + 1], axis=1)[:, 0]
-        table[f"probability_{rank + 1}"] = chosen.round(4)
+        table[f"probability_{rank + 1}"] = chosen[:, rank]
     scores = novelty_scores(model, images, novelty_reference) if novelty_reference else None
     table["novelty_score"] = None if scores is None else scores.round(2)
     table["unfamiliar"] = None if scores is None else scores > novelty_reference["threshold"]
@@ -126,10 +123,8 @@ def predict_top_classes(model: Any, prepared: Mapping[str, np.ndarray], novelty_
 
 
 def tabulate_predictions(top_classes: DataFrame, prepared: Mapping[str, np.ndarray]) -> DataFrame:
-    """One row per input, in input order: its top classes, or why it was skipped.
-
-    A skipped file's classes and probabilities are None, not NaN: empty cells in the CSV file, and
-    ``null`` in the served model's JSON answer (NaN is not JSON)."""
+    """One row per input, in input order: its top classes, or why it was skipped. A skipped file's classes and
+    probabilities are None, not NaN: empty cells in the CSV file, ``null`` in the served model's JSON answer."""
     import pandas as pd
 
     rows = pd.DataFrame({"file": prepared["files"], "skipped_because": prepared["problems"]})
@@ -142,11 +137,9 @@ def tabulate_predictions(top_classes: DataFrame, prepared: Mapping[str, np.ndarr
 
 def plot_contact_sheet(prepared: Mapping[str, np.ndarray], predictions: DataFrame, model: Mapping[str, str],
                        settings: Mapping[str, int]) -> Figure:
-    """Each image as the model saw it (28x28, light on black), with its predicted class and the
-    probability, in a red frame if unlike the training images; the skipped files are listed underneath."""
-    from matplotlib.figure import Figure
-
-    from fashion_cnn.pipelines.variants.figures import fixed_margins
+    """Each image as the model saw it (28x28, light on black), with its predicted class and the probability, in a
+    red frame if unlike the training images; the skipped files are listed underneath."""
+    from fashion_cnn.pipelines.variants.figures import margined_figure
 
     usable = predictions[prepared["problems"] == ""]
     skipped = [(f, p) for f, p in zip(prepared["files"], prepared["problems"], strict=True) if p]
@@ -165,21 +158,21 @@ def plot_contact_sheet(prepared: Mapping[str, np.ndarray], predictions: DataFram
                         f"{len(usable)}).")
     # Inches: a cell, the title above the grid, and below it the file names and the skipped files.
     cell_width, cell_height, header, footer = 1.5, 1.85, 0.7, 0.3 + 0.2 * len(lines)
-    figure = Figure(figsize=(max(columns * cell_width, 5.0), rows * cell_height + header + footer))
+    # No image, no axes: no header margin, which would leave no room between the margins.
+    figure = margined_figure(max(columns * cell_width, 5.0), rows * cell_height + header + footer, left=0.1, right=0.1,
+                             top=header if shown else 0.0, bottom=footer, wspace=0.15, hspace=0.55)
     title = f"{model['variant']} (model version {model['version']}): {len(usable)} image(s) as the model saw them"
     if shown < len(usable):
         title += f", the first {shown} shown"
     figure.suptitle(title, fontsize=10, y=1 - 0.25 / figure.get_figheight())
     if shown:
-        fixed_margins(figure, left=0.1, right=0.1, top=header, bottom=footer, wspace=0.15, hspace=0.55)
         axes = figure.subplots(rows, columns, squeeze=False).ravel()
         for ax, (index, row) in zip(axes, enumerate(usable.itertuples(index=False))):
             ax.imshow(prepared["images"][index, :, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             label = f"{row.class_1}\n{row.probability_1:.0%}"
             if unfamiliar := row.unfamiliar is not None and bool(row.unfamiliar):
                 label = f"unfamiliar\n({row.class_1} {row.probability_1:.0%})"
-                for spine in ax.spines.values():
-                    spine.set(color="red", linewidth=3)
+                ax.spines[:].set(color="red", linewidth=3)
             ax.set_title(label, fontsize=9, pad=3, color="red" if unfamiliar else "black")
             ax.set_xlabel(_shorten(row.file, 20), fontsize=7, labelpad=2)
             ax.set(xticks=[], yticks=[])

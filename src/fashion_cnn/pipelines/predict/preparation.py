@@ -1,15 +1,14 @@
 """An ordinary photo of a garment, made into the kind of image the model was trained on.
 
-Fashion-MNIST's images were made from product photos on a white background (Xiao, Rasul and
-Vollgraf 2017, "Fashion-MNIST", section 2): trimmed to the item, the longest edge resized to 28
-pixels, the shorter edge padded to 28 with the item in the centre, the intensities negated, and
-stored as 8-bit grey. Their brightest pixel is (almost always) 255. :func:`fashion_mnist_image`
-does the same to any picture (the steps: docs/predict.md). The background level is read from the
-picture's edges, so the item may be dark on light or light on dark: either way its contrast with
-the background becomes the brightness, on black, as in Fashion-MNIST.
+Fashion-MNIST's images were made from product photos on a white background (Xiao, Rasul and Vollgraf 2017,
+"Fashion-MNIST", section 2): trimmed to the item, the longest edge resized to 28 pixels, the shorter edge padded
+to 28 with the item in the centre, the intensities negated, and stored as 8-bit grey. Their brightest pixel is
+(almost always) 255. :func:`fashion_mnist_image` does the same to any picture (the steps: docs/predict.md). The
+background level is read from the picture's edges, so the item may be dark on light or light on dark: either way
+its contrast with the background becomes the brightness, on black, as in Fashion-MNIST.
 
-The paper's sharpening step is left out: it is tuned to its source photos, and the model has
-never needed it on its own test images.
+The paper's sharpening step is left out: it is tuned to its source photos, and the model has never needed it on
+its own test images.
 """
 
 from __future__ import annotations
@@ -50,18 +49,12 @@ def grey_pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(grey, dtype=np.float32) / 255
 
 
-def background_level(pixels: np.ndarray) -> float:
-    """The median grey of the picture's edge band."""
-    band = max(1, round(min(pixels.shape) * BORDER))
-    edges = np.concatenate([pixels[:band].ravel(), pixels[-band:].ravel(), pixels[:, :band].ravel(),
-                            pixels[:, -band:].ravel()])
-    return float(np.median(edges))
-
-
 def item_contrast(pixels: np.ndarray) -> np.ndarray:
-    """How far each pixel is from the background, towards the item's side (dark on a light
-    background, light on a dark one): 0 for the background, up to 1."""
-    background = background_level(pixels)
+    """How far each pixel is from the background (the median grey of the edge band), towards the item's
+    side (dark on a light background, light on a dark one): 0 for the background, up to 1."""
+    band = max(1, round(min(pixels.shape) * BORDER))
+    background = float(np.median(np.concatenate([pixels[:band].ravel(), pixels[-band:].ravel(),
+                                                 pixels[:, :band].ravel(), pixels[:, -band:].ravel()])))
     contrast = background - pixels if background >= 0.5 else pixels - background
     return np.clip(contrast, 0, None)
 

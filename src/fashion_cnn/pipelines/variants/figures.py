@@ -1,10 +1,9 @@
-"""Reporting nodes of a variant: the notebook's activation grid, and what it did not show
-(confusion matrix, per-class accuracy, learned kernels, learning curves).
+"""Reporting nodes of a variant: the notebook's activation grid, and what it did not show (confusion matrix,
+per-class accuracy, learned kernels, learning curves).
 
-Figures are built with ``matplotlib.figure.Figure`` (no pyplot state) and saved by the
-catalog's ``MatplotlibDataset``. Their margins are fixed, in inches: a layout engine
-("constrained") draws every figure twice, which made saving the four of them take twice as
-long (about 1.3 s instead of 0.7 s).
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot state) and saved by the catalog's
+``MatplotlibDataset``. Their margins are fixed, in inches: a layout engine ("constrained") draws every figure
+twice, which made saving the four of them take twice as long (about 1.3 s instead of 0.7 s).
 """
 
 from __future__ import annotations
@@ -22,23 +21,22 @@ DataFrame = Any  # pandas.DataFrame
 Figure = Any  # matplotlib.figure.Figure
 
 
-def fixed_margins(figure: Figure, left: float, right: float, top: float, bottom: float,
-                  wspace: float = 0.0, hspace: float = 0.0) -> None:
-    """Place the subplots with margins and gaps given in inches (gaps as fractions of an axes)."""
-    width, height = figure.get_size_inches()
-    figure.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height,
-                           bottom=bottom / height, wspace=wspace, hspace=hspace)
+def margined_figure(width: float, height: float, left: float, right: float, top: float, bottom: float,
+                    wspace: float = 0.0, hspace: float = 0.0) -> Figure:
+    """A ``width`` x ``height`` inch figure, its subplots placed by margins in inches (gaps: fractions of an axes)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    figure.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
+                           wspace=wspace, hspace=hspace)
+    return figure
 
 
 def render_activation_grid(model: Any, images: np.ndarray, labels: np.ndarray,
                            settings: ActivationGrid | Mapping[str, Any], class_names: list[str]) -> Figure:
-    """The notebook's grid: filter ``filter_index`` of each chosen layer (columns) for each image (rows).
-
-    All activations come from one batched forward pass of an activation model built on
-    ``model.inputs`` (the notebook ran ``predict`` once per image and layer).
-    """
+    """The notebook's grid: filter ``filter_index`` of each chosen layer (columns) for each image (rows), from one
+    batched forward pass of a model built on ``model.inputs`` (the notebook ran ``predict`` per image and layer)."""
     import keras
-    from matplotlib.figure import Figure
 
     settings = ActivationGrid.of(settings)
     layers = check_activation_settings(model, settings, len(images))
@@ -48,8 +46,8 @@ def render_activation_grid(model: Any, images: np.ndarray, labels: np.ndarray,
     if len(layers) == 1:
         activations = [activations]
 
-    figure = Figure(figsize=(2.2 * len(layers) + 1.0, 2.2 * len(indices) + 1.0))
-    fixed_margins(figure, left=0.8, right=0.2, top=0.8, bottom=0.2, wspace=0.1, hspace=0.1)
+    figure = margined_figure(2.2 * len(layers) + 1.0, 2.2 * len(indices) + 1.0, left=0.8, right=0.2, top=0.8,
+                             bottom=0.2, wspace=0.1, hspace=0.1)
     axes = figure.subplots(len(indices), len(layers), squeeze=False)
     for row, image_index in enumerate(indices):
         for col, layer in enumerate(layers):
@@ -73,11 +71,9 @@ def render_test_activation_grid(model: Any, model_inputs: Mapping[str, np.ndarra
 
 
 def plot_first_layer_kernels(model: Any) -> Figure:
-    """The first convolution's learned kernels (input channel 0), numbered, on one shared colour
-    scale. One tiled image rather than one axes per filter: the same picture, drawn in a
-    fraction of the time."""
+    """The first convolution's learned kernels (input channel 0), numbered, on one shared colour scale. One tiled
+    image rather than one axes per filter: the same picture, drawn in a fraction of the time."""
     import matplotlib
-    from matplotlib.figure import Figure
 
     conv = next(layer for layer in model.layers if "Conv" in type(layer).__name__ and layer.get_weights()
                 and np.ndim(layer.get_weights()[0]) == 4)
@@ -91,8 +87,7 @@ def plot_first_layer_kernels(model: Any) -> Figure:
     tiles[:filters, :height, :width] = kernels.transpose(2, 0, 1)
     mosaic = tiles.reshape(rows, columns, height + 1, width + 1).transpose(0, 2, 1, 3)
     mosaic = mosaic.reshape(rows * (height + 1), columns * (width + 1))[:-1, :-1]
-    figure = Figure(figsize=(1.1 * columns + 1.2, 1.1 * rows + 0.7))
-    fixed_margins(figure, left=0.1, right=1.1, top=0.5, bottom=0.2)
+    figure = margined_figure(1.1 * columns + 1.2, 1.1 * rows + 0.7, left=0.1, right=1.1, top=0.5, bottom=0.2)
     ax = figure.subplots()
     cmap = matplotlib.colormaps["coolwarm"].with_extremes(bad="white")
     image = ax.imshow(mosaic, cmap=cmap, vmin=-limit, vmax=limit)
@@ -100,7 +95,8 @@ def plot_first_layer_kernels(model: Any) -> Figure:
         row, col = divmod(index, columns)
         ax.text(col * (width + 1) - 0.45, row * (height + 1) - 0.45, str(index), fontsize=7, va="top")
     ax.set_axis_off()
-    figure.colorbar(image, cax=figure.add_axes((1 - 0.9 / figure.get_figwidth(), 0.15, 0.15 / figure.get_figwidth(), 0.7)))
+    inches = figure.get_figwidth()
+    figure.colorbar(image, cax=figure.add_axes((1 - 0.9 / inches, 0.15, 0.15 / inches, 0.7)))
     figure.suptitle(f"{model.name}: {filters} learned {height}x{width} kernels of {conv.name}")
     return figure
 
@@ -114,19 +110,15 @@ def confusion_counts(predictions: DataFrame, classes: int) -> np.ndarray:
 
 def plot_confusion_matrix(predictions: DataFrame, class_names: list[str]) -> Figure:
     """Test-set confusion matrix: rows are true classes, columns predicted classes."""
-    from matplotlib.figure import Figure
-
     counts = confusion_counts(predictions, len(class_names))
-    figure = Figure(figsize=(8, 7))
-    fixed_margins(figure, left=1.3, right=1.3, top=0.5, bottom=1.3)
+    figure = margined_figure(8, 7, left=1.3, right=1.3, top=0.5, bottom=1.3)
     ax = figure.subplots()
     image = ax.imshow(counts, cmap="Blues")
     figure.colorbar(image, ax=ax, shrink=0.8, pad=0.03)
     ticks = np.arange(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=45, ha="right")
     ax.set_yticks(ticks, class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set(xlabel="predicted", ylabel="true")
     threshold = counts.max() / 2
     for (true, pred), count in np.ndenumerate(counts):
         ax.text(pred, true, str(count), ha="center", va="center", fontsize=8,
@@ -144,25 +136,17 @@ def tabulate_per_class_accuracy(predictions: DataFrame, class_names: list[str]) 
     mistakes = counts.copy()
     np.fill_diagonal(mistakes, 0)
     images = counts.sum(axis=1)
-    return pd.DataFrame(
-        {
-            "class": class_names,
-            "images": images,
-            "correct": np.diag(counts),
-            "accuracy": np.round(np.diag(counts) / np.maximum(images, 1), 4),
-            "most_confused_with": [class_names[i] if mistakes[c, i] else "" for c, i in
-                                   enumerate(mistakes.argmax(axis=1))],
-            "times_confused": mistakes.max(axis=1),
-        }
-    )
+    return pd.DataFrame({
+        "class": class_names, "images": images, "correct": np.diag(counts),
+        "accuracy": np.round(np.diag(counts) / np.maximum(images, 1), 4),
+        "most_confused_with": [class_names[i] if mistakes[c, i] else "" for c, i in enumerate(mistakes.argmax(axis=1))],
+        "times_confused": mistakes.max(axis=1),
+    })
 
 
 def plot_learning_curves(history: DataFrame) -> Figure:
     """Accuracy and loss per epoch, training against validation where a validation split was used."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 4))
-    fixed_margins(figure, left=0.6, right=0.2, top=0.4, bottom=0.6, wspace=0.2)
+    figure = margined_figure(10, 4, left=0.6, right=0.2, top=0.4, bottom=0.6, wspace=0.2)
     for ax, metric in zip(figure.subplots(1, 2), ("accuracy", "loss"), strict=True):
         if metric in history:
             ax.plot(history["epoch"], history[metric], marker="o", label=f"train {metric}")
@@ -170,9 +154,9 @@ def plot_learning_curves(history: DataFrame) -> Figure:
             ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label=f"validation {metric}")
         if metric == "loss" and "val_loss" in history:
             best = history.loc[history["val_loss"].idxmin()]
-            ax.axvline(best["epoch"], color="grey", linestyle="--", label=f"best validation loss (epoch {int(best['epoch'])})")
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
+            ax.axvline(best["epoch"], color="grey", linestyle="--",
+                       label=f"best validation loss (epoch {int(best['epoch'])})")
+        ax.set(xlabel="epoch", title=metric)
         ax.legend()
     return figure
 

@@ -11,7 +11,7 @@ import numpy as np
 from fashion_cnn.model.gradcam import grad_cam, grad_cam_layer
 from fashion_cnn.parameters import ActivationGrid, Interpretation
 
-from .figures import confusion_counts, fixed_margins
+from .figures import confusion_counts, margined_figure
 
 # pandas and matplotlib load inside the nodes (see nodes.py).
 DataFrame = Any  # pandas.DataFrame
@@ -34,8 +34,6 @@ def tiled_figure(tiles: np.ndarray, slots: Sequence[int], columns: int, band: in
                  right: float = 0.2) -> tuple[Figure, Any, list[tuple[float, float]]]:
     """``tiles`` (n, height, width, RGB) as one picture (an axes each took most of the time), at ``slots`` of a
     grid ``columns`` wide, ``band`` pixels above each row for titles; the figure, its axes, each tile's top."""
-    from matplotlib.figure import Figure
-
     height, width, gap = tiles.shape[1], tiles.shape[2], 6
     mosaic = np.ones(((max(slots) // columns + 1) * (height + band), columns * (width + gap) - gap, 3))
     tops = []
@@ -43,9 +41,8 @@ def tiled_figure(tiles: np.ndarray, slots: Sequence[int], columns: int, band: in
         y, x = row * (height + band) + band, column * (width + gap)
         mosaic[y:y + height, x:x + width] = tile
         tops.append((x + width / 2 - 0.5, y - 1.0))
-    figure = Figure(figsize=(max(mosaic.shape[1] * inches_per_pixel + 0.2 + right, 7.0),  # room for the title
-                             mosaic.shape[0] * inches_per_pixel + 0.8))
-    fixed_margins(figure, left=0.2, right=right, top=0.7, bottom=0.1)
+    figure = margined_figure(max(mosaic.shape[1] * inches_per_pixel + 0.2 + right, 7.0),  # room for the title
+                             mosaic.shape[0] * inches_per_pixel + 0.8, left=0.2, right=right, top=0.7, bottom=0.1)
     ax = figure.subplots()
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_axis_off()

@@ -8,27 +8,23 @@ from typing import Any
 
 import numpy as np
 
-from fashion_cnn.model.architecture import model_summary
+from fashion_cnn.model.architecture import compiled_model, make_callbacks, model_summary
 from fashion_cnn.model.novelty import fit_reference
-from fashion_cnn.model.training import compiled_model, make_callbacks
 from fashion_cnn.parameters import merge_training_settings
 
-# pandas loads inside the nodes, so that `kedro registry list` and other CLI calls that
-# import this module do not pay for them; the aliases keep the signatures readable and
-# resolvable (Kedro evaluates node annotations).
+# pandas loads inside the nodes, so that `kedro registry list` and other CLI calls that import this module do not
+# pay for it; the aliases keep the signatures readable and resolvable (Kedro evaluates node annotations).
 DataFrame = Any  # pandas.DataFrame
 
 
 def resolve_training_settings(variant: str, defaults: dict[str, Any], overrides: dict[str, Any] | None,
                               precision: str = "float32") -> dict[str, Any]:
-    """The variant's training settings: ``training_defaults`` updated with its own ``training``,
-    and the run's numeric precision (``runtime.precision``, resolved for this machine)."""
+    """``training_defaults`` updated with the variant's ``training``, and ``runtime.precision`` (for this machine)."""
     return merge_training_settings(variant, defaults, overrides, precision)
 
 
 def build_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]) -> str:
-    """Build and compile the model from its spec; return ``model.summary()`` (the notebook
-    prints it before training)."""
+    """The compiled model's ``summary()`` (the notebook prints it before training)."""
     return model_summary(compiled_model(variant, architecture, settings, data))
 
 
@@ -45,12 +41,10 @@ def _split_validation(images: np.ndarray, labels: np.ndarray, fraction: float,
 
 def train_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any],
                 model_inputs: Mapping[str, np.ndarray], callbacks: list[Any] | None = None) -> tuple[Any, DataFrame]:
-    """Build the model and fit it on the training images (Keras ``fit``, progress bar by default);
-    return it and its per-epoch history.
+    """The model fitted on the training images (Keras ``fit``), and its per-epoch history.
 
-    The model is built here rather than passed from ``build_model``, so that no Keras object
-    crosses between nodes (ParallelRunner runs nodes in separate processes). ``callbacks`` (Keras)
-    come after the configured ones: the tune pipeline's trials report each epoch to Optuna.
+    Built here, not passed from ``build_model``: no Keras object crosses between nodes (ParallelRunner runs
+    them in separate processes). ``callbacks`` come after the configured ones (tune's trials report to Optuna).
     """
     import keras
     import pandas as pd
@@ -58,30 +52,20 @@ def train_model(variant: str, architecture: list[Any], settings: dict[str, Any],
     from fashion_cnn.model.callbacks import EpochTimer, SignalsBetweenSteps
 
     images = model_inputs["train_images"]
-    train_images, train_labels, validation = _split_validation(
-        images, model_inputs["train_labels"], settings["validation_split"], settings["seed"]
-    )
+    train_images, train_labels, validation = _split_validation(images, model_inputs["train_labels"],
+                                                               settings["validation_split"], settings["seed"])
     steps_per_epoch = -(-len(train_images) // settings["batch_size"])
     model = compiled_model(variant, architecture, settings, data, steps_per_epoch)
     if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
-        raise ValueError(
-            f"Model '{model.name}' expects images of shape {model.input_shape[1:]}, "
-            f"got {images.shape[1:]}; check `data.input_shape`."
-        )
+        raise ValueError(f"Model '{model.name}' expects images of shape {model.input_shape[1:]}, "
+                         f"got {images.shape[1:]}; check `data.input_shape`.")
     keras.utils.set_random_seed(settings["seed"])
     timer = EpochTimer()
     start = time.perf_counter()
     with SignalsBetweenSteps() as signals:
-        fit = model.fit(
-            train_images,
-            train_labels,
-            batch_size=settings["batch_size"],
-            epochs=settings["epochs"],
-            verbose=settings["verbose"],
-            validation_data=validation,
-            callbacks=[timer, signals, *make_callbacks(settings), *(callbacks or [])],
-            shuffle=True,
-        )
+        fit = model.fit(train_images, train_labels, batch_size=settings["batch_size"], epochs=settings["epochs"],
+                        verbose=settings["verbose"], validation_data=validation, shuffle=True,
+                        callbacks=[timer, signals, *make_callbacks(settings), *(callbacks or [])])
     history = pd.DataFrame(fit.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     history["seconds"] = timer.seconds
@@ -110,11 +94,8 @@ def validation_summary(history: DataFrame) -> dict[str, Any]:
 
 def evaluate_model(model: Any, history: DataFrame, model_inputs: Mapping[str, np.ndarray], settings: dict[str, Any],
                    class_names: list[str]) -> tuple[dict[str, Any], DataFrame]:
-    """Test-set metrics from one forward pass, and the per-image predictions and losses.
-
-    Loss and accuracy are computed as Keras's ``evaluate`` does (sparse categorical
-    cross-entropy on clipped probabilities), so the test set is passed through once.
-    """
+    """Test-set metrics, and the per-image predictions and losses, from one forward pass: loss and accuracy
+    computed as Keras's ``evaluate`` does (sparse categorical cross-entropy on clipped probabilities)."""
     import keras
     import pandas as pd
 
