@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
@@ -213,12 +215,23 @@ def matmul_gflops(python: str, env: dict[str, str], root: Path) -> dict[str, flo
     return json.loads(log.read_text().strip().splitlines()[-1])
 
 
+def forward_flops(model: Any) -> int:
+    """Floating-point operations of one image's forward pass through the convolutions and dense layers (two per
+    multiply-add); training costs about three times this per image (forward, and backward's two products)."""
+    flops = 0
+    for layer in model.layers:
+        if type(layer).__name__ in ("Conv2D", "Dense"):
+            positions = math.prod(layer.output.shape[1:3]) if type(layer).__name__ == "Conv2D" else 1
+            flops += 2 * positions * math.prod(layer.kernel.shape)
+    return int(flops)
+
+
 def training_flops_per_epoch(model_name: str, images: int = 60_000) -> float:
     """Floating-point operations of one training epoch of a baseline model: three times its forward
     pass (the backward pass's two products), times the training images."""
     import warnings
 
-    from fashion_cnn.model.architecture import build_model, forward_flops
+    from fashion_cnn.model.architecture import build_model
     from fashion_cnn.model.quiet_import import import_tensorflow
     from fashion_cnn.variants import load_parameters
 

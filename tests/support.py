@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import io
 import subprocess
 import shutil
+import struct
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 
-from fashion_cnn.datasets.idx import write_idx
+from fashion_cnn.datasets.idx import UBYTE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 IDX_NAMES = {
@@ -34,6 +36,15 @@ def make_arrays(n_train: int = 30, n_test: int = 10, seed: int = 0) -> dict[str,
         "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
         "test_labels": (np.arange(n_test) % 10).astype(np.uint8),
     }
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool | None = None) -> None:
+    """Write a uint8 ``array`` as an IDX file; gzip it when ``compress`` (default: name ends in .gz)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    content = struct.pack(f">HBB{array.ndim}I", 0, UBYTE, array.ndim, *array.shape) + array.tobytes()
+    if compress if compress is not None else path.suffix == ".gz":
+        content = gzip.compress(content, compresslevel=6)
+    path.write_bytes(content)
 
 
 def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool = True) -> Path:

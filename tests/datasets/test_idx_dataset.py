@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import IDX_NAMES, make_arrays, write_idx_folder
+from support import IDX_NAMES, make_arrays, write_idx, write_idx_folder
 from kedro.io import DatasetError
 
 from fashion_cnn.datasets import FashionMNISTDataset
-from fashion_cnn.datasets.idx import write_idx
 
 
 def dataset(path: Path, **kwargs) -> FashionMNISTDataset:

@@ -88,15 +88,6 @@ def check_sha256(content: bytes, source: Path | str, expected_size: int, expecte
                        "other IDX data on purpose.")
 
 
-def write_idx(path: Path, array: np.ndarray, compress: bool | None = None) -> None:
-    """Write a uint8 ``array`` as an IDX file; gzip it when ``compress`` (default: name ends in .gz)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    content = struct.pack(f">HBB{array.ndim}I", 0, UBYTE, array.ndim, *array.shape) + array.tobytes()
-    if compress if compress is not None else path.suffix == ".gz":
-        content = gzip.compress(content, compresslevel=6)
-    path.write_bytes(content)
-
-
 class FashionMNISTDataset(AbstractDataset[None, dict[str, np.ndarray]]):
     """``{"train_images", "train_labels", "test_images", "test_labels"}``: uint8 images (n, 28, 28)
     and labels (n,), from the files (plain or gzip) in ``path``, else in the first of

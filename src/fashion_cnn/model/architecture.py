@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -134,17 +133,6 @@ def compiled_model(variant: str, architecture: list[Any], settings: dict[str, An
     model = build_model(variant, architecture, data["input_shape"], len(data["class_names"]),
                         precision=settings.get("precision", "float32"))
     return compile_model(variant, model, settings, steps_per_epoch)
-
-
-def forward_flops(model) -> int:
-    """Floating-point operations of one image's forward pass through the convolutions and dense layers (two per
-    multiply-add); training costs about three times this per image (forward, and backward's two products)."""
-    flops = 0
-    for layer in model.layers:
-        if type(layer).__name__ in ("Conv2D", "Dense"):
-            positions = math.prod(layer.output.shape[1:3]) if type(layer).__name__ == "Conv2D" else 1
-            flops += 2 * positions * math.prod(layer.kernel.shape)
-    return int(flops)
 
 
 def model_summary(model) -> str:
