@@ -4,11 +4,14 @@ best trial as a variant block. Trials train with the variants' own ``train_model
 from __future__ import annotations
 
 import datetime
+import fcntl
+import hashlib
 import logging
 import math
 import os
 import socket
 import sys
+import tempfile
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -105,6 +108,39 @@ def _mlflow_trial_runs(study: Any) -> list[Any]:
     return [log]
 
 
+class _TrialSlots:
+    """Counting the study's trials and starting the next one, under one lock (a file, for the workers on this
+    machine): two workers that finished trials at the same moment both saw a slot left and started one each,
+    one trial more than ``tune.n_trials`` (seen in CI). Also the callback after each trial."""
+
+    def __init__(self, study: Any, name: str, total: int, counted: tuple[Any, ...]) -> None:
+        self._study, self._total, self._counted, self._held = study, total, counted, False
+        key = hashlib.sha256(name.encode()).hexdigest()[:16]
+        self._lock = open(os.path.join(tempfile.gettempdir(), f"fashion_cnn_tune_{key}.lock"), "w")  # noqa: SIM115
+
+    def take(self) -> int:
+        """The trials still missing; while there are some, the lock is kept until the next trial exists."""
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._held = True
+        missing = self._total - len(self._study.get_trials(deepcopy=False, states=self._counted))
+        if missing <= 0:
+            self.release()
+        return missing
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.release()
+        self._lock.close()
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        if self.take() <= 0:
+            study.stop()
+
+
 def search(storage: Any, model_inputs: Mapping[str, np.ndarray], parameters: dict[str, Any],
            precision: str) -> list[int]:
     """Run trials of the study ``tune.study_name`` until it holds ``tune.n_trials`` complete or pruned ones
@@ -117,8 +153,10 @@ def search(storage: Any, model_inputs: Mapping[str, np.ndarray], parameters: dic
     study = _study(storage, tune, create=True)
     _fail_abandoned_trials(study)
     counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
-    missing = tune["n_trials"] - len(study.get_trials(deepcopy=False, states=counted))
+    slots = _TrialSlots(study, tune["study_name"], tune["n_trials"], counted)
+    missing = slots.take()
     if missing <= 0:
+        slots.close()
         logger.info("Study '%s' holds its %d trials (tune.n_trials): nothing to search.", tune["study_name"],
                     tune["n_trials"])
         return []
@@ -126,6 +164,7 @@ def search(storage: Any, model_inputs: Mapping[str, np.ndarray], parameters: dic
     ran: list[int] = []
 
     def objective(trial: Any) -> float:
+        slots.release()  # this trial is in the study now: it counts
         ran.append(trial.number)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
@@ -153,9 +192,11 @@ def search(storage: Any, model_inputs: Mapping[str, np.ndarray], parameters: dic
         finally:
             trial.set_user_attr("epochs_run", reporter.epochs if reporter else 0)
 
-    study.optimize(objective, n_trials=2 * missing, catch=(Exception,),
-                   callbacks=[optuna.study.MaxTrialsCallback(tune["n_trials"], states=counted),
-                              *_mlflow_trial_runs(study)])
+    try:
+        study.optimize(objective, n_trials=2 * missing, catch=(Exception,),
+                       callbacks=[slots, *_mlflow_trial_runs(study)])
+    finally:
+        slots.close()
     return ran
 
 
