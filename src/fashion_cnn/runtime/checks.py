@@ -1,10 +1,7 @@
-"""Every check of a run before its first node: :func:`check_run`.
-
-Parameters (through :mod:`fashion_cnn.parameters`), then what they mean for this run's data (the labels' sizes
-and classes, read from the raw files' or the saved model inputs' headers), every variant's spec built once, the
-trained models a run uses, and the folders and disks it writes to. A bad setting so fails in seconds, with every
-problem of the variants in one message, instead of after other variants trained.
-"""
+"""Every check of a run before its first node (:func:`check_run`), so that a bad setting fails in seconds, with
+every problem of the variants in one message: the parameters (:mod:`fashion_cnn.parameters`), what they mean for
+this run's data (the labels' sizes and classes, from the raw files' or the saved model inputs' headers), every
+variant's spec built once, the trained models a run uses, and the folders and disks it writes to."""
 
 from __future__ import annotations
 

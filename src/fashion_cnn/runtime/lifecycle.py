@@ -79,16 +79,13 @@ class RunLifecycle:
             resolved = resolve_precision("auto", cpu_has_bf16())
             catalog.save("params:runtime.precision", resolved)
             logger.info("runtime.precision auto: %s on this CPU.", resolved)
-        wanted = runtime_environment(runtime)
-        if "tensorflow" in sys.modules:
-            ignored = {k: v for k, v in wanted.items() if k not in os.environ}  # else the user's value rules
-            if ignored:
-                logger.warning("TensorFlow was imported before this Kedro session, so the `runtime` parameters "
-                               "(%s) do not apply to it; restart the Python process.",
-                               ", ".join(f"{k}={v}" for k, v in ignored.items()))
-            return
-        for variable, value in wanted.items():
-            os.environ.setdefault(variable, value)
+        unset = {k: v for k, v in runtime_environment(runtime).items() if k not in os.environ}  # a user's own wins
+        if "tensorflow" not in sys.modules:
+            os.environ.update(unset)
+        elif unset:
+            logger.warning("TensorFlow was imported before this Kedro session, so the `runtime` parameters "
+                           "(%s) do not apply to it; restart the Python process.",
+                           ", ".join(f"{k}={v}" for k, v in unset.items()))
 
     # 2.
     @hook_impl(tryfirst=True)
@@ -198,16 +195,14 @@ class RunLifecycle:
                 "Nothing partial was kept: every file written is whole, and the save under way, if any, was discarded.")
 
     def _at_exit(self) -> None:
-        """A run still open at exit was interrupted, or stopped by another hook before it started.
-
-        An interrupted process ends right after the summary, with the shell's code for the signal:
-        TensorFlow stopped mid-step can corrupt its heap, and the interpreter's teardown then aborted
-        now and then (glibc's "free(): invalid next size") after the summary. Every kept file is written."""
+        """A run still open at exit was interrupted, or stopped by another hook before it started. An interrupted
+        process ends right after the summary, with the shell's code for the signal: TensorFlow stopped mid-step can
+        corrupt its heap, and the interpreter's teardown then aborted now and then (glibc's "free(): invalid next
+        size") after the summary. Every file kept is already written."""
         if self._record is None:
             return
         with contextlib.suppress(OSError):
             runs.finish(self._record, "interrupted" if self._signal else "failed")
-        self._record = None
         if self._signal is not None:
             print(self.interruption_summary(), file=sys.stderr, flush=True)
             logging.shutdown()
@@ -218,7 +213,6 @@ class RunLifecycle:
 
 
 def score_row(metrics: Mapping[str, Any]) -> tuple[str, ...]:
-    """One line of the table, from a variant's ``metrics`` output."""
     return (str(metrics.get("variant", "?")), f"{metrics['test_accuracy']:.4f}", f"{metrics['test_loss']:.4f}",
             f"{metrics.get('epochs_run', '?')}/{metrics.get('epochs_planned', '?')}",
             f"{metrics.get('training_seconds', float('nan')):.1f}")
@@ -226,11 +220,8 @@ def score_row(metrics: Mapping[str, Any]) -> tuple[str, ...]:
 
 def render_scores(rows: list[tuple[str, ...]]) -> str:
     """The notebook's ``model.evaluate`` line for every variant, names left, numbers right (docs/predict.md)."""
-    widths = [max(len(column), *(len(row[index]) for row in rows)) for index, column in enumerate(SCORE_COLUMNS)]
-
-    def line(cells: tuple[str, ...]) -> str:
-        numbers = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
-        return "  " + "   ".join([cells[0].ljust(widths[0]), *numbers])
-
+    table = [SCORE_COLUMNS, *rows]
+    widths = [max(map(len, column)) for column in zip(*table)]
+    lines = ["  " + "   ".join([row[0].ljust(widths[0]), *map(str.rjust, row[1:], widths[1:])]) for row in table]
     title = f"Test scores (the notebook's model.evaluate), {len(rows)} variant{'s' if len(rows) > 1 else ''}:"
-    return "\n".join([title, line(SCORE_COLUMNS), *(line(row) for row in rows)])
+    return "\n".join([title, *lines])

@@ -1,8 +1,7 @@
-"""A record of every ``kedro run`` in ``data/.runs/``, and one save version per run: Kedro names a run's
-versions after the millisecond its session started, and two runs can start in the same one (two people,
-two Airflow tasks on shared storage). So each session (:class:`RunVersionStore`, Kedro's session store)
-reserves its version, or the next free millisecond, by creating ``data/.runs/<version>.json`` exclusively
-(:func:`reserve`); the run then claims it (:func:`claim`), or stops naming the run that holds it."""
+"""A record of every ``kedro run`` in ``data/.runs/``, and one save version per run (docs/reliability.md): Kedro names
+a run's versions after the millisecond its session started, and two runs can start in the same one. So each session
+(:class:`RunVersionStore`) reserves its version, or the next free millisecond, by creating ``data/.runs/<version>.json``
+exclusively (:func:`reserve`); the run then claims it (:func:`claim`), or stops naming the run that holds it."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Experiment tracking with kedro-mlflow: one nested MLflow run per model variant (docs/tracking.md).
-
-kedro-mlflow (the ``tracking`` extra) opens one MLflow run per ``kedro run`` and logs each node's parameters into the
-active run. The files reach MLflow through ``conf/base/tracking_catalog.yml``, which :class:`MlflowVariantRunsHook`
-merges over the catalog. The hook adds what no dataset can: one nested run per variant, active from a node of it
-until a node of another starts (so through the saves, which Kedro does after ``after_node_run``); the numbers of
-``metrics`` and ``training_history``, the training settings, the Keras model; each variant run's final status.
-"""
+"""One nested MLflow run per model variant under kedro-mlflow's run of a ``kedro run``; docs/tracking.md says what
+each holds and what logs it. A variant's run is active from a node of it until a node of another starts, so through
+the saves, which Kedro does after ``after_node_run``."""
 
 from __future__ import annotations
 
@@ -145,9 +140,28 @@ class MlflowVariantRunsHook:
 
     @hook_impl
     def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
-        if (variant := variant_of(node)) in self._runs:
-            _log_numbers(variant, outputs)
-            self._pending[variant].discard(node.name)
+        """What the files cannot be in MLflow, into the variant's (active) run."""
+        if (variant := variant_of(node)) not in self._runs:
+            return
+        import mlflow
+
+        for name, value in outputs.items():
+            output = name.removeprefix(variant + ".")
+            if output == "training_settings":
+                mlflow.log_params({f"training.{key}": _param(item) for key, item in _flatten(value)})
+            elif output == "metrics":
+                mlflow.log_metrics({key: float(item) for key, item in _flatten(value) if _is_number(item)})
+                mlflow.set_tags({key: str(item).lower() for key, item in _flatten(value) if isinstance(item, bool)})
+            elif output == "training_history":  # step = epoch
+                steps = value["epoch"] if "epoch" in value else range(1, len(value) + 1)
+                for step, (_, row) in zip(steps, value.drop(columns="epoch", errors="ignore").iterrows(), strict=True):
+                    history = {f"history/{key}": float(item) for key, item in row.items() if _is_number(item)}
+                    mlflow.log_metrics(history, step=int(step))
+            elif output == "model":  # no kedro-mlflow dataset logs a model and keeps the local .keras file
+                from fashion_cnn.model.mlflow_models import log_trained_model
+
+                log_trained_model(variant, value)
+        self._pending[variant].discard(node.name)
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str) -> None:
@@ -195,28 +209,6 @@ class MlflowVariantRunsHook:
             client.set_terminated(run_id, "FAILED" if variant in self._failed else
                                   "KILLED" if self._pending[variant] else "FINISHED")
         self._reset()
-
-
-def _log_numbers(variant: str, outputs: dict[str, Any]) -> None:
-    """What the files cannot be in MLflow, into the variant's (active) run."""
-    import mlflow
-
-    for name, value in outputs.items():
-        output = name.removeprefix(variant + ".")
-        if output == "training_settings":
-            mlflow.log_params({f"training.{key}": _param(item) for key, item in _flatten(value)})
-        elif output == "metrics":
-            mlflow.log_metrics({key: float(item) for key, item in _flatten(value) if _is_number(item)})
-            mlflow.set_tags({key: str(item).lower() for key, item in _flatten(value) if isinstance(item, bool)})
-        elif output == "training_history":  # step = epoch
-            steps = value["epoch"] if "epoch" in value else range(1, len(value) + 1)
-            for step, (_, row) in zip(steps, value.drop(columns="epoch", errors="ignore").iterrows(), strict=True):
-                mlflow.log_metrics({f"history/{key}": float(item) for key, item in row.items() if _is_number(item)},
-                                   step=int(step))
-        elif output == "model":  # no kedro-mlflow dataset logs a model and keeps the local .keras file
-            from fashion_cnn.model.mlflow_models import log_trained_model
-
-            log_trained_model(variant, value)
 
 
 def _stop_logging(pipeline: Any, catalog: Any) -> None:
