@@ -1,4 +1,1 @@
-"""fashion_cnn
-"""
-
 __version__ = "0.1"

@@ -1,6 +1,5 @@
 """`fashion-cnn` and `python -m fashion_cnn`: the project's `kedro run`."""
 import sys
-from pathlib import Path
 from typing import Any
 
 from kedro.framework.cli.utils import find_run_command
@@ -8,10 +7,9 @@ from kedro.framework.project import configure_project
 
 
 def main(*args, **kwargs) -> Any:
-    package_name = Path(__file__).parent.name
-    configure_project(package_name)
+    configure_project("fashion_cnn")
     kwargs["standalone_mode"] = not hasattr(sys, "ps1")  # an interactive session gets the result, no exit
-    return find_run_command(package_name)(*args, **kwargs)
+    return find_run_command("fashion_cnn")(*args, **kwargs)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,5 @@
-"""Project pipelines.
-
-Folder pipelines are found with ``find_pipelines``; the ``variants`` pipeline holds one namespace per model
-variant in the parameters, and each variant gets a pipeline of its own name with the data processing in front of it.
-"""
+"""Project pipelines: the folders' (``find_pipelines``), and for each model variant in the parameters (a namespace
+of the ``variants`` pipeline) a pipeline of its own name with the data processing in front of it."""
 
 from __future__ import annotations
 
@@ -30,9 +27,8 @@ def register_pipelines() -> dict[str, Pipeline]:
     data = found["data_processing"]
     variants = found.pop("variants")
 
-    registry = dict(found)
-    for name in variants_in(variants.nodes):
-        registry[name] = data + variants.only_nodes_with_namespaces([name])
+    registry = found | {name: data + variants.only_nodes_with_namespaces([name])
+                        for name in variants_in(variants.nodes)}
     registry["exercises"] = data + variants.only_nodes_with_tags("exercise")
     registry["compare"] = data + variants + found["compare"]
     registry["__default__"] = sum(registry.values(), Pipeline([]))

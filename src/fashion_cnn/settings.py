@@ -3,8 +3,6 @@
 Declarations only: importing this module changes nothing in the process.
 """
 
-from kedro.config import OmegaConfigLoader
-
 from fashion_cnn.runtime.lifecycle import RunLifecycle
 from fashion_cnn.runtime.runs import RunVersionStore
 from fashion_cnn.runtime.tracking import MlflowVariantRunsHook
@@ -17,8 +15,7 @@ HOOKS = (RunLifecycle(), MlflowVariantRunsHook())
 # Each session reserves a save version no other run holds (two runs can start in one millisecond).
 SESSION_STORE_CLASS = RunVersionStore
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
-CONFIG_LOADER_ARGS = {
+CONFIG_LOADER_ARGS = {  # for Kedro's default CONFIG_LOADER_CLASS, OmegaConfigLoader
     "base_env": "base",
     "default_run_env": "local",
     # An environment such as `fast` overrides single keys (`training_defaults.batch_size`)

@@ -44,13 +44,6 @@ def is_convolutional(spec: Mapping[str, Any]) -> bool:
                for entry in spec.get("architecture") or [] if isinstance(entry, str | Mapping))
 
 
-def project_path() -> Path:
-    """The Kedro project in use: the working directory's, else this package's checkout."""
-    from kedro.utils import find_kedro_project
-
-    return find_kedro_project(Path.cwd()) or Path(__file__).resolve().parents[2]
-
-
 def load_parameters(env: str | None = None) -> dict[str, Any]:
     """The parameter files of the base environment and of ``env`` (``KEDRO_ENV``, else ``local``), merged as the
     project's config loader merges them, without resolving interpolations.
@@ -60,9 +53,11 @@ def load_parameters(env: str | None = None) -> dict[str, Any]:
     session's own parameters, ``--params`` included, before its first node.
     """
     from kedro.framework.project import settings
+    from kedro.utils import find_kedro_project
     from omegaconf import OmegaConf
 
-    conf = project_path() / settings.CONF_SOURCE
+    project = find_kedro_project(Path.cwd()) or Path(__file__).resolve().parents[2]  # else this package's checkout
+    conf = project / settings.CONF_SOURCE
     environments = ["base", env or os.environ.get("KEDRO_ENV") or "local"]
     merged = OmegaConf.create()
     for folder in (conf / name for name in environments):
