@@ -363,7 +363,7 @@ def test_a_model_without_a_novelty_reference_still_predicts_and_says_so(trained,
 
 def test_no_novelty_reference_at_all_is_no_partition(tmp_path):
     """A project whose models all predate novelty references: `novelty_references` loads as none."""
-    from fashion_cnn.datasets.optional_partitions import OptionalPartitionedDataset
+    from fashion_cnn.datasets import OptionalPartitionedDataset
 
     (tmp_path / "cnn/model.keras/v").mkdir(parents=True)
     settings = {"path": str(tmp_path), "dataset": "json.JSONDataset", "filename_suffix": ".json"}

@@ -51,8 +51,7 @@ def partition_variants(parameters: Mapping[str, Any]) -> tuple[dict[str, dict[st
     variants, broken = {}, {}
     for name, block in parameters.items():
         if isinstance(block, Mapping) and "architecture" in block:
-            problem = variant_block_problem(name, block)
-            if problem:
+            if problem := variant_block_problem(name, block):
                 broken[name] = problem
             else:
                 variants[name] = dict(block)
@@ -90,12 +89,11 @@ def merge_training_settings(variant: str, defaults: Mapping[str, Any], overrides
                             precision: str = "float32") -> dict[str, Any]:
     """``defaults`` updated with ``overrides``, every value checked, and the run's numeric
     ``precision`` (``runtime.precision`` as resolved for the machine)."""
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(defaults))
+    settings = {**defaults, **dict(overrides or {})}
+    unknown = sorted(set(settings) - set(defaults))
     if unknown:
         raise SpecError(f"Variant '{variant}': unknown training setting(s) {unknown} in `{variant}.training`. "
                         f"Valid settings (see `training_defaults`): {sorted(defaults)}.")
-    settings = {**defaults, **overrides}
     check_training_settings(variant, settings)
     return {**settings, "precision": precision}
 
@@ -342,9 +340,8 @@ def check_variant(name: str, spec: Mapping[str, Any], parameters: Mapping[str, A
                   test_images: int | None = None, precision: str = "float32") -> tuple[int, dict[str, Any]]:
     """Raise :class:`SpecError` unless the variant builds, compiles and gets its callbacks, its activation grid fits
     ``test_images`` and its Grad-CAM layer exists; return its parameter count and training settings."""
-    from fashion_cnn.model.activations import check_activation_settings
     from fashion_cnn.model.architecture import compiled_model, make_callbacks
-    from fashion_cnn.model.gradcam import grad_cam_layer
+    from fashion_cnn.model.gradcam import check_activation_settings, grad_cam_layer
     from fashion_cnn.variants import is_convolutional
 
     settings = merge_training_settings(name, parameters["training_defaults"], spec["training"], precision)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from fashion_cnn.model.architecture import SpecError, build_model, compile_model, model_summary
+from fashion_cnn.model.architecture import SpecError, build_model, compiled_model, model_summary
 from fashion_cnn.parameters import (
     check_broken_variants,
     merge_training_settings,
@@ -133,7 +133,7 @@ def test_bad_training_settings(override, message):
 def test_unknown_optimizer_is_named():
     settings = merge_training_settings("cnn", parameters()["training_defaults"], {"optimizer": "adamm"})
     with pytest.raises(SpecError, match=r"Variant 'cnn': `cnn\.training\.optimizer` 'adamm' is not a Keras optimizer"):
-        compile_model("cnn", build(CNN), settings)
+        compiled_model("cnn", CNN, settings, parameters()["data"])
 
 
 def test_variant_blocks_are_checked():

@@ -9,10 +9,9 @@ from typing import Any
 
 from fashion_cnn.datasets.idx import FashionMNISTDataset
 from fashion_cnn.datasets.keras_model_dataset import KerasModelDataset
-from fashion_cnn.datasets.model_inputs_dataset import ModelInputsDataset
-from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
+from fashion_cnn.datasets.model_inputs_dataset import ModelInputsDataset, ReadOnlyArrays
 
-_FILE_DATASETS = ("CSVDataset", "JSONDataset", "MatplotlibDataset", "TextDataset")
+_FILE_DATASETS = ("CSVDataset", "JSONDataset", "MatplotlibDataset", "OptionalPartitionedDataset", "TextDataset")
 
 __all__ = ["FashionMNISTDataset", "KerasModelDataset", "ModelInputsDataset", "ReadOnlyArrays", *_FILE_DATASETS]
 

@@ -1,6 +1,5 @@
-"""What the project's own file datasets share: a path on any fsspec file system, versioned or not,
-set up as kedro-datasets' datasets set theirs up; and handing a just-saved object to the same
-process's later loads instead of reading the file back."""
+"""What the project's own file datasets share: a path on any fsspec file system, versioned or not, set up as
+kedro-datasets' set theirs up; and handing a just-saved object to the same process's later loads (no read back)."""
 
 from __future__ import annotations
 
@@ -10,18 +9,15 @@ import posixpath
 import tempfile
 from collections.abc import Iterator
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import Any
 
 import fsspec
 from kedro.io.core import AbstractVersionedDataset, Version, get_filepath_str, get_protocol_and_path
 
 from fashion_cnn.datasets.whole_files import LOCAL_PROTOCOLS
 
-_DI = TypeVar("_DI")
-_DO = TypeVar("_DO")
 
-
-class FsspecFileDataset(AbstractVersionedDataset[_DI, _DO]):
+class FsspecFileDataset(AbstractVersionedDataset[Any, Any]):
     """A file at ``filepath`` (local, ``s3://``, ``gs://``, ...); subclasses read and write it
     through ``self._fs`` at ``self._load_path()`` / ``self._save_path()``."""
 
@@ -67,12 +63,12 @@ class FsspecFileDataset(AbstractVersionedDataset[_DI, _DO]):
 
 
 class KeepSavedMixin:
-    """Mixin for a file dataset (versioned or not): a load of the version this object has just saved
-    gets the saved object, so a node reads what this run wrote, never another run's file saved
-    meanwhile (the file is still written, for other processes). A load gets a copy, so a node cannot
-    change what the next loads; Kedro's release drops the object."""
+    """Mixin for a file dataset (versioned or not): a load of the version this object has just saved gets the
+    saved object, so a node reads what this run wrote, never another run's file saved meanwhile (the file is still
+    written, for other processes). Kedro's release drops the object."""
 
     _kept: tuple[Any, Any] | None = None
+    _handover = staticmethod(copy.deepcopy)  # what a load gets: a copy, so a node cannot change what the next loads
 
     def save(self, data: Any) -> None:
         super().save(data)  # type: ignore[misc]
@@ -82,10 +78,6 @@ class KeepSavedMixin:
         if self._kept is not None and self._kept[0] == self.resolve_load_version():  # type: ignore[attr-defined]
             return self._handover(self._kept[1])
         return super().load()  # type: ignore[misc]
-
-    def _handover(self, data: Any) -> Any:
-        """What a later load gets of the saved ``data``."""
-        return copy.deepcopy(data)
 
     def _release(self) -> None:
         super()._release()  # type: ignore[misc]

@@ -1,7 +1,6 @@
-"""Fashion-MNIST's IDX files: reading and writing the format, and a read-only Kedro dataset of the
-four official files. An IDX file is two zero bytes, a type code (0x08 = unsigned byte), the number of
-dimensions, one big-endian uint32 per dimension, then the data in C order. Every check of a file
-raises :class:`IDXError` naming the file and what to do about it."""
+"""Fashion-MNIST's IDX files: reading the format, and a read-only Kedro dataset of the four official files. An
+IDX file is two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions, one big-endian uint32
+per dimension, then the data in C order. Every check raises :class:`IDXError` naming the file and what to do."""
 
 from __future__ import annotations
 
@@ -61,8 +60,7 @@ def parse_idx(content: bytes, source: Path | str, expected_ndim: int) -> np.ndar
     magic = int.from_bytes(content[:4], "big")
     if zero != 0 or dtype_code != UBYTE:
         raise IDXError(f"{source}: bad IDX magic number 0x{magic:08x}; expected 0x{0x0800 + expected_ndim:08x} "
-                       f"(unsigned bytes, {expected_ndim} dimension(s)). The file is not an IDX file of unsigned "
-                       "bytes.")
+                       f"(unsigned bytes, {expected_ndim} dimension(s)). It is not an IDX file of unsigned bytes.")
     if ndim != expected_ndim:
         raise IDXError(f"{source}: IDX magic 0x{magic:08x} declares {ndim} dimension(s), expected "
                        f"{expected_ndim} ({'images' if expected_ndim == 3 else 'labels'}).")
@@ -138,7 +136,6 @@ class FashionMNISTDataset(AbstractDataset[None, dict[str, np.ndarray]]):
         reason = "no download_url is configured"
         if self._download_url:
             try:
-                self._path.mkdir(parents=True, exist_ok=True)
                 for key, (name, *_) in FILES.items():
                     if _locate(self._path, key) is None:
                         url = self._download_url.rstrip("/") + f"/{name}.gz"

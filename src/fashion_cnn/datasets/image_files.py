@@ -15,8 +15,6 @@ from kedro_datasets.partitions import PartitionedDataset
 from kedro_datasets.pillow import ImageDataset
 from PIL import Image, UnidentifiedImageError
 
-from fashion_cnn.datasets.whole_files import WholeFileMixin
-
 # Above any phone or consumer camera (about 50 megapixels), below what decodes in a few seconds.
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_MAX_BYTES = 50_000_000
@@ -62,9 +60,9 @@ def open_image(file: IO[bytes], source: str, size: int, max_pixels: int = DEFAUL
     return image
 
 
-class ImageFileDataset(WholeFileMixin, ImageDataset):
+class ImageFileDataset(ImageDataset):
     """``pillow.ImageDataset`` that refuses, with the reason, a file it should not decode
-    (:func:`open_image`: empty, not an image, damaged or enormous); saves are whole or nothing."""
+    (:func:`open_image`: empty, not an image, damaged or enormous). The project only reads through it."""
 
     def __init__(self, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
                  **kwargs: Any) -> None:

@@ -17,7 +17,7 @@ from fashion_cnn.datasets.whole_files import WholeFileMixin
 from fashion_cnn.model.quiet_import import import_tensorflow
 
 
-class KerasFile(FsspecFileDataset[Any, Any]):
+class KerasFile(FsspecFileDataset):
     """One ``.keras`` file, read in Keras's safe mode (no code from the file runs). Remote files go
     through a temporary local copy and one upload."""
 
@@ -47,11 +47,10 @@ class KerasModelDataset(KeepSavedMixin, WholeFileMixin, KerasFile):
         return data  # the model itself: nodes only predict with it
 
 
-class SavedModelFolder(FsspecFileDataset[Any, Any]):
+class SavedModelFolder(FsspecFileDataset):
     """Saves a Keras model with ``model.export(format="tf_saved_model")``; loads the folder with
-    ``tf.saved_model.load`` (a TensorFlow graph, no Python code from the folder runs; call its
-    ``serve`` signature). TensorFlow is imported only to save or load. Remote folders go through a
-    temporary local copy."""
+    ``tf.saved_model.load`` (a TensorFlow graph, no Python code from the folder runs; call its ``serve``
+    signature). Remote folders go through a temporary local copy."""
 
     def load(self) -> Any:
         import tensorflow as tf

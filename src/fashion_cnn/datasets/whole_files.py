@@ -1,7 +1,6 @@
 """Saves that leave a whole file (or folder) under its final name, or nothing (docs/reliability.md): written
-under a temporary name beside the target, flushed to disk, then renamed (``os.replace``; for a version
-``os.link``, which refuses to overwrite another run's file). Object stores (``s3://``, ...) show an upload
-whole or not at all: saves there go straight through."""
+beside the target under a temporary name, flushed, then renamed (for a version ``os.link``, which refuses to
+overwrite another run's file). Object stores show an upload whole or not at all: saves there go straight through."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kedro.io import DatasetError
+from kedro.io.core import DatasetError, VersionNotFoundError
 
 TEMP_PREFIX = ".tmp."
 FOREIGN_TEMP_MAX_AGE = 24 * 3600.0  # another machine's temporary file (shared storage): removed this old
@@ -172,7 +171,7 @@ class WholeFileMixin:
     length ``_get_save_path()`` answers with a temporary path beside the target, committed after. A load
     that fails names the version folder at fault."""
 
-    _temp_path: Path | None = None
+    _temp_path: PurePosixPath | None = None
     _filepath: PurePosixPath
 
     def save(self, data: Any) -> None:
@@ -181,26 +180,22 @@ class WholeFileMixin:
         final = Path(str(super()._get_save_path()))  # type: ignore[misc]  # for a version: checks it is new
         versioned = bool(getattr(self, "_version", None))
         with whole_save(final, Path(str(self._filepath)) if versioned else final.parent, versioned) as temp:
-            self._temp_path = temp
+            self._temp_path = PurePosixPath(temp.as_posix())
             try:  # the dataset's own save, without Kedro's version wrapper (the one around this save does that)
-                write = getattr(super().save, "__wrapped__", None)  # type: ignore[misc]
-                write(self, data) if write else super().save(data)  # type: ignore[misc]
+                super().save.__wrapped__(self, data)  # type: ignore[misc]
             finally:
                 self._temp_path = None
 
     def _get_save_path(self) -> PurePosixPath:
-        temp = self._temp_path
-        return super()._get_save_path() if temp is None else PurePosixPath(temp.as_posix())  # type: ignore[misc]
+        return self._temp_path or super()._get_save_path()  # type: ignore[misc]
 
     def load(self) -> Any:
         try:
             return super().load()  # type: ignore[misc]
         except DatasetError as exc:
-            version = None  # unversioned: the message names the file already
-            with contextlib.suppress(DatasetError):  # no version at all: Kedro's own message says so
-                version = self.resolve_load_version()  # type: ignore[attr-defined]
-            if version is None:
-                raise
+            if isinstance(exc, VersionNotFoundError) or not getattr(self, "_version", None):
+                raise  # no version at all: Kedro's own message says so; unversioned: it names the file already
+            version = self.resolve_load_version()  # type: ignore[attr-defined]
             raise DatasetError(
                 f"Cannot read version {version} of {self._filepath} (folder {Path(str(self._filepath), version)}): "
                 f"{exc}\nDelete that folder to fall back to the previous version, or choose another one with "

@@ -88,11 +88,26 @@ def build_model(variant: str, architecture: Sequence[Any], input_shape: Sequence
     return keras.Model(inputs=inputs, outputs=x, name=variant)
 
 
-def compile_model(variant: str, model, settings: Mapping[str, Any], steps_per_epoch: int = 1):
-    """Compile ``model`` in place with the optimizer, loss and metrics of ``settings``, at the configured learning
-    rate (null: the optimizer's default) or a cosine decay from it to 0 over all training steps."""
+def make_callbacks(settings: Mapping[str, Any]) -> list:
+    """Keras callbacks asked for in ``settings``: threshold stop, then early stopping."""
     import keras
 
+    from fashion_cnn.model.callbacks import StopAtThreshold
+
+    kinds = {"stop_at_threshold": StopAtThreshold, "early_stopping": keras.callbacks.EarlyStopping}
+    return [kind(**settings[key]) for key, kind in kinds.items() if settings.get(key)]
+
+
+def compiled_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any],
+                   steps_per_epoch: int = 1) -> Any:
+    """The variant's Keras model with seeded initial weights (the same on every call), compiled with the optimizer,
+    loss and metrics of ``settings`` at the configured learning rate (null: the optimizer's default) or a cosine
+    decay from it to 0 over all training steps."""
+    import keras
+
+    keras.utils.set_random_seed(settings["seed"])
+    model = build_model(variant, architecture, data["input_shape"], len(data["class_names"]),
+                        precision=settings.get("precision", "float32"))
     rate = settings.get("learning_rate")
     if settings.get("learning_rate_decay") == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(initial_learning_rate=0.001 if rate is None else rate,
@@ -112,27 +127,6 @@ def compile_model(variant: str, model, settings: Mapping[str, Any], steps_per_ep
     model.compile(optimizer=optimizer, loss=loss, metrics=list(settings["metrics"]),
                   steps_per_execution=min(settings["steps_per_execution"], steps_per_epoch))
     return model
-
-
-def make_callbacks(settings: Mapping[str, Any]) -> list:
-    """Keras callbacks asked for in ``settings``: threshold stop, then early stopping."""
-    import keras
-
-    from fashion_cnn.model.callbacks import StopAtThreshold
-
-    kinds = {"stop_at_threshold": StopAtThreshold, "early_stopping": keras.callbacks.EarlyStopping}
-    return [kind(**settings[key]) for key, kind in kinds.items() if settings.get(key)]
-
-
-def compiled_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any],
-                   steps_per_epoch: int = 1) -> Any:
-    """The variant's Keras model, compiled, with seeded initial weights (the same on every call)."""
-    import keras
-
-    keras.utils.set_random_seed(settings["seed"])
-    model = build_model(variant, architecture, data["input_shape"], len(data["class_names"]),
-                        precision=settings.get("precision", "float32"))
-    return compile_model(variant, model, settings, steps_per_epoch)
 
 
 def model_summary(model) -> str:

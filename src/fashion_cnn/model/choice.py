@@ -1,11 +1,7 @@
 """Which trained model a run uses (``predict.variant`` and ``predict.model_version``, or the same keys of
-``export``), and the checks of those parameters before anything heavy runs.
-
-Kedro chooses a dataset's version with ``--load-versions``, not from parameters (nor can a dataset factory read
-them). So the runs that use a trained model read them all through ``trained_models``, a partitioned dataset of
-the ``.keras`` files under ``data/06_models``, loaded lazily: a node loads only the one the parameters name.
-:func:`check_model_use` makes the same choice before the first node, from the file names alone, so a wrong name
-fails in a second, naming the parameter.
+``export``): one of the lazily loaded partitions of ``trained_models``, as docs/predict.md explains (Kedro chooses
+versions from ``--load-versions``, not parameters). :func:`check_model_use` makes the same choice before the first
+node, from the file names alone, so a wrong name fails in a second, naming the parameter.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
-"""Models in MLflow, with the ``tracking`` extra (kedro-mlflow); without it nothing here imports MLflow.
+"""Models in MLflow, with the ``tracking`` extra (kedro-mlflow); without it nothing here imports MLflow. How to
+load and serve them: docs/predict.md.
 
-* :func:`log_trained_model` (called by :class:`fashion_cnn.runtime.tracking.MlflowVariantRunsHook`) logs every
-  variant's trained model to the variant's run, beside its metrics, as a Keras-flavour MLflow model
-  (``runs:/<variant run id>/model``). By the hook, not by a kedro-mlflow dataset: ``MlflowModelTrackingDataset``
-  would log the model instead of saving the local versioned ``.keras`` file that ``predict`` and ``export`` read,
-  and ``MlflowModelLocalFileSystemDataset`` saves an MLflow model folder in its place.
-* :func:`with_serving_model` makes the ``predict`` pipeline a kedro-mlflow ``PipelineML`` ("serve pipelines, not
-  models"): after each tracked run, its inference part (a table of base64-encoded image files in, the table of
-  ``predictions.csv`` out) is logged with the model it used as ``image_classifier``, which ``mlflow models serve``
-  answers raw images with. Without kedro-mlflow it is a plain pipeline.
+Each variant's trained model is logged by :class:`fashion_cnn.runtime.tracking.MlflowVariantRunsHook`, not by a
+kedro-mlflow dataset: ``MlflowModelTrackingDataset`` would log the model instead of saving the local versioned
+``.keras`` file that ``predict`` and ``export`` read, and ``MlflowModelLocalFileSystemDataset`` saves an MLflow
+model folder in its place.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """How unlike the training images an image is: the score behind `predict`'s flag "not something I know".
 
-The score is the Mahalanobis detector of Lee, Lee, Lee and Shin ("A Simple Unified Framework for Detecting
-Out-of-Distribution Samples and Adversarial Attacks", NeurIPS 2018), without its input preprocessing. Per feature
-layer (every feature-map layer, its channels averaged over the map as in the paper, and the input of the last
-layer), class means and one shared covariance are fitted on training images; an image's distance is its Mahalanobis
-distance to the nearest class mean. The paper weighs the layers with a regression fitted on out-of-distribution
-examples; with none to learn from, each layer's distance is standardised on the test set and the layers count
-equally. The flag's threshold is the (1 - share) quantile of the test set's scores, so that share of it is flagged.
+The Mahalanobis detector of Lee, Lee, Lee and Shin (NeurIPS 2018) without its input preprocessing, and with its
+layers standardised on the test set and counted equally, having no out-of-distribution examples to fit the paper's
+weights on; docs/predict.md ("Not something I know") gives the method step by step.
 """
 
 from __future__ import annotations

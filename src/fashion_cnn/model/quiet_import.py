@@ -73,9 +73,8 @@ def filtered_stderr() -> Iterator[list[bytes]]:
             drops = noise(lines, info_hidden())
             dropped.extend(line for line, drop in zip(lines, drops, strict=True) if drop)
             data = b"".join(line + b"\n" for line, drop in zip(lines, drops, strict=True) if not drop) + unfinished
-            with contextlib.suppress(OSError):  # a closed stderr must not break the import
-                while data:
-                    data = data[os.write(2, data):]
+            with contextlib.suppress(OSError), open(2, "wb", closefd=False) as stderr:  # never breaks the import
+                stderr.write(data)
 
 
 def import_tensorflow() -> Any:

@@ -6,9 +6,7 @@ from typing import Any
 
 import numpy as np
 
-# pandas and matplotlib load inside the nodes (see pipelines/variants/nodes.py).
-DataFrame = Any  # pandas.DataFrame
-Figure = Any  # matplotlib.figure.Figure
+from fashion_cnn.pipelines import DataFrame, Figure
 
 # The table's columns: metric -> column name.
 COLUMNS = {"parameter_count": "parameters", **{key: key for key in (

@@ -7,11 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
+from fashion_cnn.datasets import ReadOnlyArrays
 from fashion_cnn.parameters import check_limit, check_pixel_dtype
-
-# pandas loads inside the nodes (see pipelines/variants/nodes.py).
-DataFrame = Any  # pandas.DataFrame
+from fashion_cnn.pipelines import DataFrame
 
 
 def validate_dataset(raw: Mapping[str, np.ndarray], class_names: list[str]) -> tuple[ReadOnlyArrays, dict[str, Any]]:
@@ -50,9 +48,7 @@ def normalise_images(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
     comparisons (Keras then converts every batch it trains on).
     """
     check_pixel_dtype(dtype)
-    if dtype == "float64":
-        return images[..., np.newaxis] / 255.0
-    return np.divide(images[..., np.newaxis], 255, dtype=np.float32)
+    return np.divide(images[..., np.newaxis], 255, dtype=dtype)
 
 
 def prepare_model_inputs(data: Mapping[str, np.ndarray], dtype: str = "float32") -> ReadOnlyArrays:

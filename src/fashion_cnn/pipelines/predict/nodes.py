@@ -12,22 +12,20 @@ import binascii
 import io
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from fashion_cnn.datasets import ReadOnlyArrays
 from fashion_cnn.datasets.image_files import UnusableImageError, open_image
-from fashion_cnn.datasets.read_only_arrays import ReadOnlyArrays
 from fashion_cnn.model.choice import choose_model
 from fashion_cnn.model.novelty import REFERENCE_PARTITION, novelty_scores
+from fashion_cnn.pipelines import DataFrame, Figure
 
 from .preparation import NoItemFound, fashion_mnist_image
 
 logger = logging.getLogger(__name__)
-
-# pandas and matplotlib load inside the nodes (see pipelines/variants/nodes.py).
-DataFrame = Any  # pandas.DataFrame
-Figure = Any  # matplotlib.figure.Figure
 
 
 def choose_model_to_predict(trained_models: Mapping[str, Callable[[], Any]],
@@ -67,19 +65,15 @@ def prepare_images(images: Mapping[str, Callable[[], Any]], input_shape: list[in
     })
 
 
-def decoded_image(encoded: Any, name: str) -> Callable[[], Any]:
-    """A loader of the base64-encoded image file ``encoded`` (a request's ``image`` cell)."""
-
-    def load() -> Any:
-        if not isinstance(encoded, str) or not encoded:
-            raise UnusableImageError(name, "no image: the `image` column must hold the file's bytes in base64")
-        try:
-            content = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise UnusableImageError(name, "the `image` value is not base64 text") from None
-        return open_image(io.BytesIO(content), name, len(content))  # refuses it if too large
-
-    return load
+def decoded_image(encoded: Any, name: str) -> Any:
+    """The base64-encoded image file ``encoded`` (a request's ``image`` cell), opened."""
+    if not isinstance(encoded, str) or not encoded:
+        raise UnusableImageError(name, "no image: the `image` column must hold the file's bytes in base64")
+    try:
+        content = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise UnusableImageError(name, "the `image` value is not base64 text") from None
+    return open_image(io.BytesIO(content), name, len(content))  # refuses it if too large
 
 
 def prepare_request_images(request: DataFrame, input_shape: list[int]) -> ReadOnlyArrays:
@@ -93,7 +87,7 @@ def prepare_request_images(request: DataFrame, input_shape: list[int]) -> ReadOn
         name = str(name) if isinstance(name, str) and name else f"image {index + 1}"
         if name in loaders:
             name = f"{name} ({index + 1})"
-        loaders[name] = decoded_image(encoded, name)
+        loaders[name] = partial(decoded_image, encoded, name)  # decoded when prepared, one after another
     return prepare_images(loaders, input_shape)
 
 

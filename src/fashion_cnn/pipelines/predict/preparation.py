@@ -44,7 +44,6 @@ def grey_pixels(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     grey = image.convert("L")
     if max(grey.size) > ANALYSIS_SIZE:
-        grey = grey.copy()
         grey.thumbnail((ANALYSIS_SIZE, ANALYSIS_SIZE), Image.Resampling.BOX)
     return np.asarray(grey, dtype=np.float32) / 255
 

@@ -21,13 +21,12 @@ import yaml
 
 from fashion_cnn.datasets.whole_files import process_alive
 from fashion_cnn.parameters import merge_training_settings, partition_variants
+from fashion_cnn.pipelines import DataFrame, Figure
 from fashion_cnn.pipelines.variants.nodes import build_model, evaluate_model, train_model
 from fashion_cnn.tuning import TUNED, import_optuna, space_distributions, trial_spec
 
 logger = logging.getLogger(__name__)
 
-DataFrame = Any  # pandas.DataFrame
-Figure = Any  # matplotlib.figure.Figure
 SIGNIFICANT_DIGITS = 3  # the best trial's real numbers as its block gives them (and its model is trained)
 ABANDONED_SECONDS = 60  # a running trial without a process this long after it started was never run
 

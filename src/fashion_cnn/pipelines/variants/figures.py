@@ -13,12 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from fashion_cnn.model.activations import check_activation_settings
+from fashion_cnn.model.gradcam import check_activation_settings
 from fashion_cnn.parameters import ActivationGrid
-
-# pandas and matplotlib load inside the nodes (see nodes.py).
-DataFrame = Any  # pandas.DataFrame
-Figure = Any  # matplotlib.figure.Figure
+from fashion_cnn.pipelines import DataFrame, Figure
 
 
 def margined_figure(width: float, height: float, left: float, right: float, top: float, bottom: float,

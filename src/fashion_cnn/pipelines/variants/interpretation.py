@@ -10,12 +10,9 @@ import numpy as np
 
 from fashion_cnn.model.gradcam import grad_cam, grad_cam_layer
 from fashion_cnn.parameters import ActivationGrid, Interpretation
+from fashion_cnn.pipelines import DataFrame, Figure
 
 from .figures import confusion_counts, margined_figure
-
-# pandas and matplotlib load inside the nodes (see nodes.py).
-DataFrame = Any  # pandas.DataFrame
-Figure = Any  # matplotlib.figure.Figure
 
 
 def top_loss_indices(predictions: DataFrame, count: int) -> np.ndarray:

@@ -10,33 +10,12 @@ import numpy as np
 
 from fashion_cnn.model.architecture import compiled_model, make_callbacks, model_summary
 from fashion_cnn.model.novelty import fit_reference
-from fashion_cnn.parameters import merge_training_settings
-
-# pandas loads inside the nodes, so that `kedro registry list` and other CLI calls that import this module do not
-# pay for it; the aliases keep the signatures readable and resolvable (Kedro evaluates node annotations).
-DataFrame = Any  # pandas.DataFrame
-
-
-def resolve_training_settings(variant: str, defaults: dict[str, Any], overrides: dict[str, Any] | None,
-                              precision: str = "float32") -> dict[str, Any]:
-    """``training_defaults`` updated with the variant's ``training``, and ``runtime.precision`` (for this machine)."""
-    return merge_training_settings(variant, defaults, overrides, precision)
+from fashion_cnn.pipelines import DataFrame
 
 
 def build_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any]) -> str:
     """The compiled model's ``summary()`` (the notebook prints it before training)."""
     return model_summary(compiled_model(variant, architecture, settings, data))
-
-
-def _split_validation(images: np.ndarray, labels: np.ndarray, fraction: float,
-                      seed: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
-    """Hold out a seeded random ``fraction`` of the training set for validation."""
-    if not fraction:
-        return images, labels, None
-    order = np.random.default_rng(seed).permutation(len(images))
-    held_out = max(1, round(len(images) * fraction))
-    val, train = order[:held_out], order[held_out:]
-    return images[train], labels[train], (images[val], labels[val])
 
 
 def train_model(variant: str, architecture: list[Any], settings: dict[str, Any], data: dict[str, Any],
@@ -51,10 +30,13 @@ def train_model(variant: str, architecture: list[Any], settings: dict[str, Any],
 
     from fashion_cnn.model.callbacks import EpochTimer, SignalsBetweenSteps
 
-    images = model_inputs["train_images"]
-    train_images, train_labels, validation = _split_validation(images, model_inputs["train_labels"],
-                                                               settings["validation_split"], settings["seed"])
-    steps_per_epoch = -(-len(train_images) // settings["batch_size"])
+    images, labels, validation = model_inputs["train_images"], model_inputs["train_labels"], None
+    if settings["validation_split"]:  # hold out a seeded random share of the training set
+        order = np.random.default_rng(settings["seed"]).permutation(len(images))
+        held_out = max(1, round(len(images) * settings["validation_split"]))
+        validation = images[order[:held_out]], labels[order[:held_out]]
+        images, labels = images[order[held_out:]], labels[order[held_out:]]
+    steps_per_epoch = -(-len(images) // settings["batch_size"])
     model = compiled_model(variant, architecture, settings, data, steps_per_epoch)
     if tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
         raise ValueError(f"Model '{model.name}' expects images of shape {model.input_shape[1:]}, "
@@ -63,7 +45,7 @@ def train_model(variant: str, architecture: list[Any], settings: dict[str, Any],
     timer = EpochTimer()
     start = time.perf_counter()
     with SignalsBetweenSteps() as signals:
-        fit = model.fit(train_images, train_labels, batch_size=settings["batch_size"], epochs=settings["epochs"],
+        fit = model.fit(images, labels, batch_size=settings["batch_size"], epochs=settings["epochs"],
                         verbose=settings["verbose"], validation_data=validation, shuffle=True,
                         callbacks=[timer, signals, *make_callbacks(settings), *(callbacks or [])])
     history = pd.DataFrame(fit.history)

@@ -8,6 +8,7 @@ from typing import Any
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from fashion_cnn.parameters import merge_training_settings
 from fashion_cnn.variants import TRAINING_NODE, is_convolutional, load_variants
 
 from .figures import (
@@ -18,7 +19,7 @@ from .figures import (
     tabulate_per_class_accuracy,
 )
 from .interpretation import plot_top_losses, render_grad_cam, tabulate_most_confused
-from .nodes import build_model, evaluate_model, fit_novelty_reference, resolve_training_settings, train_model
+from .nodes import build_model, evaluate_model, fit_novelty_reference, train_model
 
 # Parameters every variant shares (project-wide, not namespaced); the model inputs are shared too.
 CLASSES = "params:data.class_names"
@@ -42,7 +43,7 @@ class ForVariant:
 def training(variant: str) -> Pipeline:
     settings = ["params:architecture", "training_settings", "params:data"]
     return pipeline([
-        node(ForVariant(resolve_training_settings, variant), ["params:training_defaults", "params:training",
+        node(ForVariant(merge_training_settings, variant), ["params:training_defaults", "params:training",
              "params:runtime.precision"], "training_settings", name="resolve_training_settings"),
         node(ForVariant(build_model, variant), settings, "model_summary", name="build_model"),
         node(ForVariant(train_model, variant), [*settings, "model_inputs"], ["model", "training_history"],
