@@ -113,27 +113,23 @@ class _TrialSlots:
     one trial more than ``tune.n_trials`` (seen in CI). Also the callback after each trial."""
 
     def __init__(self, study: Any, name: str, total: int, counted: tuple[Any, ...]) -> None:
-        self._study, self._total, self._counted, self._held = study, total, counted, False
+        self._study, self._total, self._counted = study, total, counted
         key = hashlib.sha256(name.encode()).hexdigest()[:16]
         self._lock = open(os.path.join(tempfile.gettempdir(), f"fashion_cnn_tune_{key}.lock"), "w")  # noqa: SIM115
 
     def take(self) -> int:
         """The trials still missing; while there are some, the lock is kept until the next trial exists."""
         fcntl.flock(self._lock, fcntl.LOCK_EX)
-        self._held = True
         missing = self._total - len(self._study.get_trials(deepcopy=False, states=self._counted))
         if missing <= 0:
             self.release()
         return missing
 
     def release(self) -> None:
-        if self._held:
-            self._held = False
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        fcntl.flock(self._lock, fcntl.LOCK_UN)  # a no-op when this process does not hold it
 
     def close(self) -> None:
-        self.release()
-        self._lock.close()
+        self._lock.close()  # which releases the lock
 
     def __call__(self, study: Any, trial: Any) -> None:
         if self.take() <= 0:
